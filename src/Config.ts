@@ -1,0 +1,137 @@
+/**
+ * ServerConfig: every setting of protocol section 3 (plus docsync's own limits), with defaults, descriptions
+ * and validation. `layerFromEnv` reads the environment; `layer` takes a plain object (tests, embedding).
+ */
+import { Config, ConfigError, Context, Duration, Layer, LogLevel, Option, Redacted } from "effect"
+
+export interface ServerConfigShape {
+  /** HTTP and WebSocket port (0 picks a free one). */
+  readonly port: number
+  /** Bind address. */
+  readonly host: string
+  /** `sqlite:///./dev.db`, `sqlite:///abs/path.db`, `memory://` or `postgres://…`. */
+  readonly databaseUrl: string
+  /** Updates between snapshots (protocol 2.3). */
+  readonly snapshotEvery: number
+  /** How long a snapshot_request may stay unanswered before a later update asks again. */
+  readonly snapshotRequestTimeout: Duration.Duration
+  /** A connection that sends nothing for this long is shown as idle in presence (protocol 2.4). */
+  readonly presenceIdle: Duration.Duration
+  /** A document with no connection and no message for this long is unloaded from memory. */
+  readonly documentIdle: Duration.Duration
+  /** Largest WebSocket frame and REST body, in bytes. */
+  readonly maxMessageBytes: number
+  /** Largest decoded delta, in bytes. */
+  readonly maxUpdateBytes: number
+  /** Largest serialised presence state, in bytes. */
+  readonly maxPresenceBytes: number
+  /** Bytes a connection may have queued but unsent before it is closed with 4408 (slow consumer). */
+  readonly maxBufferedBytes: number
+  /** Commands a document's mailbox holds before senders wait. */
+  readonly mailboxCapacity: number
+  /** Most updates stored in one transaction (group commit). */
+  readonly maxBatchSize: number
+  /** Interval of WebSocket ping frames; a peer that has not answered the previous ping by the next is dropped. */
+  readonly heartbeatInterval: Duration.Duration
+  /** HS256 secret for JWTs; unset means no authentication. */
+  readonly authSecret: Option.Option<Redacted.Redacted<string>>
+  readonly logLevel: LogLevel.LogLevel
+}
+
+export class ServerConfig extends Context.Tag("docsync/ServerConfig")<ServerConfig, ServerConfigShape>() {}
+
+export const defaults: ServerConfigShape = {
+  port: 8000,
+  host: "127.0.0.1",
+  databaseUrl: "sqlite:///./dev.db",
+  snapshotEvery: 100,
+  snapshotRequestTimeout: Duration.seconds(30),
+  presenceIdle: Duration.millis(30_000),
+  documentIdle: Duration.millis(60_000),
+  maxMessageBytes: 8 * 1024 * 1024,
+  maxUpdateBytes: 1024 * 1024,
+  maxPresenceBytes: 8 * 1024,
+  maxBufferedBytes: 16 * 1024 * 1024,
+  mailboxCapacity: 4096,
+  maxBatchSize: 512,
+  heartbeatInterval: Duration.seconds(30),
+  authSecret: Option.none(),
+  logLevel: LogLevel.Info
+}
+
+/** A config from a plain object: anything left out takes its default. Nothing is read from the environment. */
+export const layer = (overrides: Partial<ServerConfigShape> = {}): Layer.Layer<ServerConfig> =>
+  Layer.succeed(ServerConfig, { ...defaults, ...overrides })
+
+const int = (name: string, description: string, fallback: number, min: number, max = Number.MAX_SAFE_INTEGER) =>
+  Config.integer(name).pipe(
+    Config.validate({
+      message: `${name} must be an integer between ${min} and ${max}`,
+      validation: (n) => n >= min && n <= max
+    }),
+    Config.withDefault(fallback),
+    Config.withDescription(description)
+  )
+
+const millis = (name: string, description: string, fallback: Duration.Duration, min = 1) =>
+  int(name, description, Duration.toMillis(fallback), min).pipe(Config.map(Duration.millis))
+
+const databaseUrl = Config.string("DATABASE_URL").pipe(
+  Config.validate({
+    message: "DATABASE_URL must start with sqlite://, memory://, postgres:// or postgresql://",
+    validation: (url) => /^(sqlite:\/\/.+|memory:\/\/|postgres(ql)?:\/\/.+)$/.test(url)
+  }),
+  Config.withDefault(defaults.databaseUrl),
+  Config.withDescription("Storage: sqlite:///./dev.db, sqlite:///abs/path.db, memory:// or postgres://…")
+)
+
+const logLevel = Config.literal("all", "trace", "debug", "info", "warning", "error", "fatal", "none")("LOG_LEVEL").pipe(
+  Config.withDefault("info" as const),
+  Config.map((level) => LogLevel.fromLiteral(level === "warning" ? "Warning" : capitalize(level))),
+  Config.withDescription("Minimum log level: trace, debug, info, warning, error, fatal, none")
+)
+
+/** Every variable, read from the environment (protocol section 3 plus docsync's own limits). */
+export const fromEnv: Config.Config<ServerConfigShape> = Config.all({
+  port: int("PORT", "HTTP and WebSocket port", defaults.port, 0, 65535),
+  host: Config.string("HOST").pipe(
+    Config.validate({ message: "HOST must not be empty", validation: (h) => h.trim().length > 0 }),
+    Config.withDefault(defaults.host),
+    Config.withDescription("Bind address")
+  ),
+  databaseUrl,
+  snapshotEvery: int("SNAPSHOT_EVERY", "Updates between snapshots", defaults.snapshotEvery, 1),
+  snapshotRequestTimeout: millis(
+    "SNAPSHOT_REQUEST_TIMEOUT_MS",
+    "How long a snapshot_request may go unanswered before another client is asked",
+    defaults.snapshotRequestTimeout
+  ),
+  presenceIdle: millis("PRESENCE_IDLE_MS", "Presence idle timeout", defaults.presenceIdle),
+  documentIdle: millis("DOCUMENT_IDLE_MS", "Unload a document idle this long", defaults.documentIdle),
+  maxMessageBytes: int("MAX_MESSAGE_BYTES", "Largest WebSocket frame and REST body", defaults.maxMessageBytes, 1024),
+  maxUpdateBytes: int("MAX_UPDATE_BYTES", "Largest decoded delta", defaults.maxUpdateBytes, 1),
+  maxPresenceBytes: int("MAX_PRESENCE_BYTES", "Largest serialised presence state", defaults.maxPresenceBytes, 2),
+  maxBufferedBytes: int(
+    "MAX_BUFFERED_BYTES",
+    "Unsent bytes a connection may queue before it is closed with 4408",
+    defaults.maxBufferedBytes,
+    1024
+  ),
+  mailboxCapacity: int("MAILBOX_CAPACITY", "Commands a document's mailbox holds", defaults.mailboxCapacity, 1),
+  maxBatchSize: int("MAX_BATCH_SIZE", "Most updates stored in one transaction", defaults.maxBatchSize, 1, 10_000),
+  heartbeatInterval: millis("HEARTBEAT_MS", "WebSocket ping interval", defaults.heartbeatInterval, 100),
+  authSecret: Config.option(
+    Config.redacted("AUTH_SECRET").pipe(Config.withDescription("HS256 secret for JWTs; unset: no authentication"))
+  ),
+  logLevel
+})
+
+/** Fails with a `ConfigError` naming the variable when a value is invalid. */
+export const layerFromEnv: Layer.Layer<ServerConfig, ConfigError.ConfigError> = Layer.effect(ServerConfig, fromEnv)
+
+export const formatConfigError = (error: ConfigError.ConfigError): string =>
+  `invalid configuration: ${String(error).replace(/\s+/g, " ").trim()}`
+
+function capitalize<S extends string>(s: S): Capitalize<S> {
+  return (s.charAt(0).toUpperCase() + s.slice(1)) as Capitalize<S>
+}

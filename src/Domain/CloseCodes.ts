@@ -1,0 +1,31 @@
+/**
+ * Every WebSocket close code docsync sends, by name (protocol section 2.5).
+ */
+
+/** The server is shutting down, after it stopped taking updates and flushed what it acked. */
+export const GoingAway = 1001
+/** A frame over MAX_MESSAGE_BYTES. */
+export const MessageTooBig = 1009
+/** Missing, invalid or expired token. */
+export const Unauthorized = 4401
+/** The token does not grant this document. */
+export const Forbidden = 4403
+/** Unknown document. */
+export const NotFound = 4404
+/** The client fell too far behind (its outbound buffer overflowed); it resumes with `since`. */
+export const SlowConsumer = 4408
+/** The document was deleted. */
+export const Gone = 4410
+/** The server could not serve the document (storage failed while joining); retry later. */
+export const Unavailable = 4503
+
+export const reason: Record<number, string> = {
+  [GoingAway]: "server shutting down",
+  [MessageTooBig]: "message too big",
+  [Unauthorized]: "unauthorized",
+  [Forbidden]: "forbidden",
+  [NotFound]: "document not found",
+  [SlowConsumer]: "too far behind; resume with since",
+  [Gone]: "document deleted",
+  [Unavailable]: "document unavailable; retry later"
+}

@@ -1,0 +1,67 @@
+/**
+ * Errors that cross the HTTP boundary, each annotated with its status. Every body carries a `message`.
+ */
+import { HttpApiSchema } from "@effect/platform"
+import { Schema } from "effect"
+
+export class BadRequest extends Schema.TaggedError<BadRequest>()(
+  "BadRequest",
+  { message: Schema.String },
+  HttpApiSchema.annotations({ status: 400 })
+) {}
+
+export class DocumentNotFound extends Schema.TaggedError<DocumentNotFound>()(
+  "DocumentNotFound",
+  { message: Schema.String, documentId: Schema.String },
+  HttpApiSchema.annotations({ status: 404 })
+) {
+  static of(documentId: string): DocumentNotFound {
+    return new DocumentNotFound({ documentId, message: `document ${documentId} not found` })
+  }
+}
+
+export class SnapshotNotFound extends Schema.TaggedError<SnapshotNotFound>()(
+  "SnapshotNotFound",
+  { message: Schema.String, documentId: Schema.String },
+  HttpApiSchema.annotations({ status: 404 })
+) {}
+
+/** baseVersion is ahead of the document: the client must resynchronise. Carries what it needs to recover. */
+export class InvalidBaseVersion extends Schema.TaggedError<InvalidBaseVersion>()(
+  "InvalidBaseVersion",
+  {
+    code: Schema.Literal("invalid_base_version"),
+    message: Schema.String,
+    baseVersion: Schema.Int,
+    version: Schema.Int
+  },
+  HttpApiSchema.annotations({ status: 409 })
+) {
+  static of(baseVersion: number, version: number): InvalidBaseVersion {
+    return new InvalidBaseVersion({
+      code: "invalid_base_version",
+      baseVersion,
+      version,
+      message: `baseVersion ${baseVersion} is ahead of the document version ${version}`
+    })
+  }
+}
+
+export class PayloadTooLarge extends Schema.TaggedError<PayloadTooLarge>()(
+  "PayloadTooLarge",
+  { message: Schema.String },
+  HttpApiSchema.annotations({ status: 413 })
+) {}
+
+/** The server failed (storage unreachable or broken); nothing was stored. Safe to retry. */
+export class InternalError extends Schema.TaggedError<InternalError>()(
+  "InternalError",
+  { message: Schema.String },
+  HttpApiSchema.annotations({ status: 500 })
+) {}
+
+export class ServiceUnavailable extends Schema.TaggedError<ServiceUnavailable>()(
+  "ServiceUnavailable",
+  { status: Schema.Literal("error"), message: Schema.String },
+  HttpApiSchema.annotations({ status: 503 })
+) {}

@@ -1,0 +1,210 @@
+/**
+ * DocumentStorage: where documents, their update logs and snapshots live. One interface, several Layers:
+ * `layerMemory` here, SQLite and PostgreSQL in `SqlDocumentStorage`. Every failure is a `StorageError`.
+ */
+import { Context, Data, Effect, Layer, Option } from "effect"
+import type { Document, DocumentId, Snapshot, StoredUpdate } from "../Domain/Document.js"
+
+/** The storage backend failed; nothing of the failed call was stored. */
+export class StorageError extends Data.TaggedError("StorageError")<{
+  readonly operation: string
+  readonly cause: unknown
+}> {
+  override get message(): string {
+    return `storage failed during ${this.operation}: ${describe(this.cause)}`
+  }
+}
+
+/** An update to append; the seq is assigned by storage. */
+export interface NewUpdate {
+  readonly opId: string
+  readonly actorId: string
+  readonly delta: Uint8Array
+}
+
+/** What became of one appended update: stored at `seq`, or already stored at `seq` (duplicate opId). */
+export interface AppendResult {
+  readonly opId: string
+  readonly seq: number
+  readonly duplicate: boolean
+}
+
+export interface ListOptions {
+  readonly includeDeleted: boolean
+  readonly limit: number
+  /** Position of the last document of the previous page (from `DocumentPage.next`). */
+  readonly after: Option.Option<number>
+}
+
+export interface DocumentPage {
+  readonly items: ReadonlyArray<Document>
+  /** Position to continue after, when there may be more. */
+  readonly next: Option.Option<number>
+}
+
+export interface DocumentStorageShape {
+  /** A trivial round trip to the database (health check). */
+  readonly ping: Effect.Effect<void, StorageError>
+  /** Creates a document with version 0. `title` is already validated and trimmed. */
+  readonly create: (title: string) => Effect.Effect<Document, StorageError>
+  /** The document, if it exists (and is not deleted, unless `includeDeleted`). */
+  readonly get: (id: DocumentId, includeDeleted?: boolean) => Effect.Effect<Option.Option<Document>, StorageError>
+  /** A page of documents in creation order, stable while documents are created between pages. */
+  readonly list: (options: ListOptions) => Effect.Effect<DocumentPage, StorageError>
+  /** Renames a live document and moves `updatedAt`; none if unknown or deleted. */
+  readonly rename: (id: DocumentId, title: string) => Effect.Effect<Option.Option<Document>, StorageError>
+  /** Soft-deletes a live document (sets `deletedAt`); none if unknown or already deleted. */
+  readonly softDelete: (id: DocumentId) => Effect.Effect<Option.Option<Document>, StorageError>
+  /**
+   * Appends updates in one transaction, giving each new opId the next seq (contiguous from the stored version + 1)
+   * and reporting an opId already stored (earlier, or earlier in the same batch) as a duplicate with its original
+   * seq. All or nothing: on failure nothing of the batch is stored. The document must exist.
+   */
+  readonly append: (id: DocumentId, updates: ReadonlyArray<NewUpdate>) => Effect.Effect<ReadonlyArray<AppendResult>, StorageError>
+  /** The stored update with this opId, if any. */
+  readonly findByOpId: (id: DocumentId, opId: string) => Effect.Effect<Option.Option<StoredUpdate>, StorageError>
+  /** Up to `limit` updates with seq > `after`, ascending. */
+  readonly updatesAfter: (id: DocumentId, after: number, limit: number) => Effect.Effect<ReadonlyArray<StoredUpdate>, StorageError>
+  /** Seq of the latest update (0 when none). */
+  readonly latestVersion: (id: DocumentId) => Effect.Effect<number, StorageError>
+  /** Stores a snapshot; a later `latestSnapshot` returns the one with the highest version. */
+  readonly putSnapshot: (id: DocumentId, snapshot: Snapshot) => Effect.Effect<void, StorageError>
+  /** The snapshot with the highest version, if any. */
+  readonly latestSnapshot: (id: DocumentId) => Effect.Effect<Option.Option<Snapshot>, StorageError>
+}
+
+export class DocumentStorage extends Context.Tag("docsync/DocumentStorage")<DocumentStorage, DocumentStorageShape>() {}
+
+/** In-memory storage: nothing survives a restart. Serialises writes like a database would. */
+export const makeMemory: Effect.Effect<DocumentStorageShape> = Effect.gen(function* () {
+  interface Entry {
+    position: number
+    document: Document
+    readonly updates: Array<StoredUpdate>
+    readonly byOpId: Map<string, StoredUpdate>
+    snapshot: Option.Option<Snapshot>
+  }
+  const entries = new Map<string, Entry>()
+  const ordered: Array<Entry> = []
+  const lock = yield* Effect.makeSemaphore(1)
+  let position = 0
+
+  const live = (id: DocumentId, includeDeleted = false): Option.Option<Entry> => {
+    const entry = entries.get(id)
+    return entry !== undefined && (includeDeleted || entry.document.deletedAt === null) ? Option.some(entry) : Option.none()
+  }
+  const existing = (id: DocumentId, operation: string) =>
+    Option.match(live(id, true), {
+      onNone: () => Effect.fail(new StorageError({ operation, cause: `unknown document ${id}` })),
+      onSome: Effect.succeed
+    })
+  const now = Effect.clockWith((clock) => clock.currentTimeMillis)
+
+  return {
+    ping: Effect.void,
+    create: (title) =>
+      lock.withPermits(1)(
+        Effect.map(now, (at) => {
+          const document: Document = {
+            id: crypto.randomUUID() as DocumentId,
+            title,
+            version: 0,
+            createdAt: at,
+            updatedAt: at,
+            deletedAt: null
+          }
+          const entry: Entry = { position: ++position, document, updates: [], byOpId: new Map(), snapshot: Option.none() }
+          entries.set(document.id, entry)
+          ordered.push(entry)
+          return document
+        })
+      ),
+    get: (id, includeDeleted = false) => Effect.sync(() => Option.map(live(id, includeDeleted), (e) => e.document)),
+    list: ({ after, includeDeleted, limit }) =>
+      Effect.sync(() => {
+        const from = Option.getOrElse(after, () => 0)
+        const items: Array<Entry> = []
+        for (const entry of ordered) {
+          if (entry.position <= from || (!includeDeleted && entry.document.deletedAt !== null)) continue
+          items.push(entry)
+          if (items.length === limit) break
+        }
+        const last = items.at(-1)
+        return {
+          items: items.map((e) => e.document),
+          next: items.length === limit && last !== undefined ? Option.some(last.position) : Option.none()
+        }
+      }),
+    rename: (id, title) =>
+      lock.withPermits(1)(
+        Effect.flatMap(now, (at) =>
+          Effect.sync(() =>
+            Option.map(live(id), (entry) => {
+              entry.document = { ...entry.document, title, updatedAt: at }
+              return entry.document
+            })
+          )
+        )
+      ),
+    softDelete: (id) =>
+      lock.withPermits(1)(
+        Effect.flatMap(now, (at) =>
+          Effect.sync(() =>
+            Option.map(live(id), (entry) => {
+              entry.document = { ...entry.document, deletedAt: at, updatedAt: at }
+              return entry.document
+            })
+          )
+        )
+      ),
+    append: (id, updates) =>
+      lock.withPermits(1)(
+        Effect.gen(function* () {
+          const entry = yield* existing(id, "append")
+          const at = yield* now
+          const results: Array<AppendResult> = []
+          for (const update of updates) {
+            const stored = entry.byOpId.get(update.opId)
+            if (stored !== undefined) {
+              results.push({ opId: update.opId, seq: stored.seq, duplicate: true })
+              continue
+            }
+            const seq = entry.updates.length + 1
+            const row: StoredUpdate = { seq, opId: update.opId, actorId: update.actorId, delta: update.delta }
+            entry.updates.push(row)
+            entry.byOpId.set(update.opId, row)
+            results.push({ opId: update.opId, seq, duplicate: false })
+          }
+          entry.document = { ...entry.document, version: entry.updates.length, updatedAt: at }
+          return results
+        })
+      ),
+    findByOpId: (id, opId) =>
+      Effect.sync(() => Option.flatMap(live(id, true), (e) => Option.fromNullable(e.byOpId.get(opId)))),
+    updatesAfter: (id, after, limit) =>
+      Effect.sync(() =>
+        Option.match(live(id, true), {
+          onNone: () => [],
+          onSome: (e) => e.updates.slice(Math.max(0, after), Math.max(0, after) + limit)
+        })
+      ),
+    latestVersion: (id) => Effect.sync(() => Option.match(live(id, true), { onNone: () => 0, onSome: (e) => e.updates.length })),
+    putSnapshot: (id, snapshot) =>
+      lock.withPermits(1)(
+        Effect.flatMap(existing(id, "putSnapshot"), (entry) =>
+          Effect.sync(() => {
+            if (!Option.exists(entry.snapshot, (s) => s.version >= snapshot.version)) entry.snapshot = Option.some(snapshot)
+          })
+        )
+      ),
+    latestSnapshot: (id) => Effect.sync(() => Option.flatMap(live(id, true), (e) => e.snapshot))
+  }
+})
+
+/** In-memory storage; nothing survives a restart. */
+export const layerMemory: Layer.Layer<DocumentStorage> = Layer.effect(DocumentStorage, makeMemory)
+
+function describe(cause: unknown): string {
+  if (cause instanceof Error) return cause.message
+  return typeof cause === "string" ? cause : JSON.stringify(cause)
+}
