@@ -16,8 +16,8 @@ export const NotFound = 4404
 export const SlowConsumer = 4408
 /** The document was deleted. */
 export const Gone = 4410
-/** The server could not serve the document (storage failed while joining); retry later. */
-export const Unavailable = 4503
+/** The server failed while serving the join (storage unreachable); reconnect later. */
+export const InternalError = 1011
 
 export const reason: Record<number, string> = {
   [GoingAway]: "server shutting down",
@@ -27,5 +27,5 @@ export const reason: Record<number, string> = {
   [NotFound]: "document not found",
   [SlowConsumer]: "too far behind; resume with since",
   [Gone]: "document deleted",
-  [Unavailable]: "document unavailable; retry later"
+  [InternalError]: "internal error; reconnect later"
 }

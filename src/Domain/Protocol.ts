@@ -2,6 +2,7 @@
  * The WebSocket wire protocol (protocol section 2): one titled union per direction.
  */
 import { Schema } from "effect"
+import * as Base64 from "./Base64.js"
 import { UpdateOut } from "./Document.js"
 
 const Id = (what: string) =>
@@ -141,3 +142,114 @@ export type ServerMessage =
 
 export const errorMessage = (code: ErrorCode, message: string, opId?: string): ErrorMessage =>
   opId === undefined ? { type: "error", code, message } : { type: "error", code, message, opId }
+
+// ---------------------------------------------------------------------------------------------------------------
+// Decoding client frames
+
+/** Limits a frame is checked against. */
+export interface FrameLimits {
+  readonly maxUpdateBytes: number
+  readonly maxPresenceBytes: number
+}
+
+/** A client message, decoded and validated, with its binary payload decoded. */
+export type ClientCommand =
+  | {
+    readonly type: "update"
+    readonly opId: string
+    readonly baseVersion: number
+    readonly actorId: string
+    readonly delta: Uint8Array
+    readonly deltaB64: string
+  }
+  | { readonly type: "snapshot"; readonly version: number; readonly data: Uint8Array }
+  | { readonly type: "presence"; readonly state: Readonly<Record<string, unknown>> }
+  | { readonly type: "ping" }
+
+/**
+ * Decodes one text frame. Hand-written rather than a Schema decode: it runs once per frame on the hot path and
+ * must tell `bad_message` from `too_large` with a message naming the field.
+ */
+export const decodeClientFrame = (text: string, limits: FrameLimits): ClientCommand | ErrorMessage => {
+  let value: unknown
+  try {
+    value = JSON.parse(text)
+  } catch {
+    return errorMessage("bad_message", "frame is not valid JSON")
+  }
+  if (!isObject(value)) return errorMessage("bad_message", "frame must be a JSON object")
+  switch (value.type) {
+    case "update":
+      return decodeUpdate(value, limits)
+    case "snapshot": {
+      if (!isVersion(value.version)) return errorMessage("bad_message", "snapshot.version must be a non-negative integer")
+      const data = decodePayload(value.snapshotB64, "snapshotB64", Number.MAX_SAFE_INTEGER)
+      return "type" in data ? data : { type: "snapshot", version: value.version, data: data.bytes }
+    }
+    case "presence": {
+      if (!isObject(value.state)) return errorMessage("bad_message", "presence.state must be a JSON object")
+      const size = utf8Length(JSON.stringify(value.state))
+      if (size > limits.maxPresenceBytes) {
+        return errorMessage("too_large", `presence state is ${size} bytes; the limit is ${limits.maxPresenceBytes}`)
+      }
+      return { type: "presence", state: value.state }
+    }
+    case "ping":
+      return { type: "ping" }
+    default:
+      return errorMessage(
+        "bad_message",
+        typeof value.type === "string" ? `unknown message type ${JSON.stringify(value.type.slice(0, 64))}` : "missing type"
+      )
+  }
+}
+
+/** Whether a decoded frame is an error to send back. */
+export const isErrorMessage = (decoded: ClientCommand | ErrorMessage): decoded is ErrorMessage => decoded.type === "error"
+
+const decodeUpdate = (value: Record<string, unknown>, limits: FrameLimits): ClientCommand | ErrorMessage => {
+  const opId = value.opId
+  const validOpId = isId(opId)
+  const withOpId = (code: ErrorCode, message: string) => errorMessage(code, message, validOpId ? opId : undefined)
+  if (!validOpId) return withOpId("bad_message", "update.opId must be a string of 1..128 characters")
+  if (!isId(value.actorId)) return withOpId("bad_message", "update.actorId must be a string of 1..128 characters")
+  if (!isVersion(value.baseVersion)) {
+    return withOpId("bad_message", "update.baseVersion must be a non-negative integer")
+  }
+  const payload = decodePayload(value.deltaB64, "deltaB64", limits.maxUpdateBytes)
+  if ("type" in payload) return withOpId(payload.code, payload.message)
+  return {
+    type: "update",
+    opId,
+    baseVersion: value.baseVersion,
+    actorId: value.actorId,
+    delta: payload.bytes,
+    deltaB64: value.deltaB64 as string
+  }
+}
+
+const decodePayload = (
+  value: unknown,
+  field: string,
+  maxBytes: number
+): { readonly bytes: Uint8Array } | ErrorMessage => {
+  if (typeof value !== "string" || value.length === 0) {
+    return errorMessage("bad_message", `${field} must be a non-empty base64 string`)
+  }
+  if (!Base64.isBase64(value)) return errorMessage("bad_message", `${field} is not valid padded base64`)
+  const size = Base64.decodedLength(value)
+  if (size === 0) return errorMessage("bad_message", `${field} must not be empty`)
+  if (size > maxBytes) return errorMessage("too_large", `${field} decodes to ${size} bytes; the limit is ${maxBytes}`)
+  return { bytes: Base64.decode(value) }
+}
+
+const isObject = (value: unknown): value is Record<string, unknown> =>
+  typeof value === "object" && value !== null && !Array.isArray(value)
+
+const isId = (value: unknown): value is string => typeof value === "string" && value.length >= 1 && value.length <= 128
+
+const isVersion = (value: unknown): value is number =>
+  typeof value === "number" && Number.isSafeInteger(value) && value >= 0
+
+const encoder = new TextEncoder()
+const utf8Length = (text: string): number => encoder.encode(text).byteLength

@@ -1,0 +1,355 @@
+/**
+ * DocumentActor: the logic of one loaded document. It owns the document's version, its dedupe cache and its
+ * members (the connections that joined), persists through DocumentStorage and writes frames to the members.
+ *
+ * It handles a batch of commands at a time and does not know how they reach it: DocumentRegistry feeds it from a
+ * mailbox drained by one fiber, which is what serialises a document without locks. The actor never blocks on a
+ * connection: `Connection.send` returns at once (a connection that falls too far behind closes itself).
+ */
+import { Effect, Option } from "effect"
+import * as Base64 from "../Domain/Base64.js"
+import * as CloseCodes from "../Domain/CloseCodes.js"
+import type { DocumentId, Snapshot, StoredUpdate } from "../Domain/Document.js"
+import { updateOut } from "../Domain/Document.js"
+import type { PresenceEntry, StateMessage } from "../Domain/Protocol.js"
+import { DocumentStorage, type StorageError } from "../Storage/DocumentStorage.js"
+
+/** What the actor needs of a connection. Both methods return at once and never throw. */
+export interface Connection {
+  readonly clientId: string
+  readonly actorId: string
+  /** Queues an encoded frame for the client. */
+  readonly send: (frame: string) => void
+  /** Closes the connection with a WebSocket close code. */
+  readonly close: (code: number, reason: string) => void
+}
+
+/** A connection that joined, with what it has been sent so far. Outlives an actor rebuilt after a crash. */
+export interface Member {
+  readonly connection: Connection
+  /** Highest seq this member has been sent (in `state`, an `ack` or a `remote_update`). */
+  lastSeq: number
+}
+
+/** The members of one document, keyed by connection. Owned by the registry so that it survives a rebuild. */
+export type Members = Map<Connection, Member>
+
+export type JoinOutcome =
+  | { readonly _tag: "Joined"; readonly version: number }
+  | { readonly _tag: "NotFound" }
+  | { readonly _tag: "Deleted" }
+  | { readonly _tag: "Failed"; readonly message: string }
+
+export type UpdateOutcome =
+  | { readonly _tag: "Stored"; readonly seq: number }
+  | { readonly _tag: "Duplicate"; readonly seq: number }
+  | { readonly _tag: "InvalidBaseVersion"; readonly version: number }
+  | { readonly _tag: "NotFound" }
+  | { readonly _tag: "Failed"; readonly message: string }
+
+export type ReadOutcome =
+  | { readonly _tag: "Read"; readonly version: number; readonly updates: ReadonlyArray<StoredUpdate> }
+  | { readonly _tag: "NotFound" }
+  | { readonly _tag: "Failed"; readonly message: string }
+
+export type DeleteOutcome =
+  | { readonly _tag: "Deleted" }
+  | { readonly _tag: "NotFound" }
+  | { readonly _tag: "Failed"; readonly message: string }
+
+/** Join: send `state` to the connection, then every later update. `since` resumes from a version. */
+export interface Join {
+  readonly _tag: "Join"
+  readonly connection: Connection
+  readonly since: number | undefined
+  readonly reply: (outcome: JoinOutcome) => void
+}
+
+export interface Leave {
+  readonly _tag: "Leave"
+  readonly connection: Connection
+  readonly reply: () => void
+}
+
+/** An update from a connection (`origin`) or from REST (no origin). */
+export interface Update {
+  readonly _tag: "Update"
+  readonly origin: Connection | undefined
+  readonly opId: string
+  readonly baseVersion: number
+  readonly actorId: string
+  readonly delta: Uint8Array
+  /** The delta as the client sent it, relayed as is. */
+  readonly deltaB64: string
+  readonly reply: (outcome: UpdateOutcome) => void
+}
+
+/** REST `GET /documents/{id}/updates`, read in the actor's order. */
+export interface ReadUpdates {
+  readonly _tag: "ReadUpdates"
+  readonly after: number
+  readonly limit: number
+  readonly reply: (outcome: ReadOutcome) => void
+}
+
+/** Soft delete: members are closed with 4410 and later joins are refused. */
+export interface Delete {
+  readonly _tag: "Delete"
+  readonly reply: (outcome: DeleteOutcome) => void
+}
+
+export type Command = Join | Leave | Update | ReadUpdates | Delete
+
+export interface DocumentActor {
+  /** Handles commands in order; consecutive updates are stored in one transaction (group commit). */
+  readonly handle: (commands: ReadonlyArray<Command>) => Effect.Effect<void>
+}
+
+/** Most opIds remembered in memory; older ones are still found in storage. */
+export const DEDUPE_CACHE_SIZE = 10_000
+
+/**
+ * Loads a document's actor from storage; none when the document does not exist. Members that were sent less than
+ * the stored version (because the previous actor crashed mid-broadcast) are sent what they missed first, so that
+ * no member ever sees a gap.
+ */
+export const load = (
+  documentId: DocumentId,
+  members: Members
+): Effect.Effect<Option.Option<DocumentActor>, StorageError, DocumentStorage> =>
+  Effect.gen(function* () {
+    const storage = yield* DocumentStorage
+    const found = yield* storage.get(documentId, true)
+    if (Option.isNone(found)) return Option.none()
+    let deleted = found.value.deletedAt !== null
+    let version = yield* storage.latestVersion(documentId)
+    const snapshot: Option.Option<Snapshot> = yield* storage.latestSnapshot(documentId)
+    const dedupe = new Map<string, number>()
+
+    const remember = (opId: string, seq: number) => {
+      dedupe.set(opId, seq)
+      if (dedupe.size > DEDUPE_CACHE_SIZE) {
+        const oldest = dedupe.keys().next()
+        if (oldest.done !== true) dedupe.delete(oldest.value)
+      }
+    }
+
+    const sendMissed = Effect.gen(function* () {
+      let from = version
+      for (const member of members.values()) from = Math.min(from, member.lastSeq)
+      if (from >= version) return
+      const missed = yield* storage.updatesAfter(documentId, from, version - from)
+      for (const update of missed) {
+        const frame = remoteUpdateFrame(update.seq, update.opId, update.actorId, updateOut(update).deltaB64)
+        for (const member of members.values()) {
+          if (member.lastSeq < update.seq) {
+            member.connection.send(frame)
+            member.lastSeq = update.seq
+          }
+        }
+      }
+    })
+    yield* sendMissed
+
+    const join = (command: Join) =>
+      Effect.gen(function* () {
+        if (deleted) return command.reply({ _tag: "Deleted" })
+        const since = command.since
+        const reset = since !== undefined && since > version
+        const resumeFrom = since === undefined || reset ? 0 : since
+        const fromSnapshot = Option.filter(snapshot, (s) => s.version > resumeFrom && s.version <= version)
+        const base = Option.match(fromSnapshot, { onNone: () => resumeFrom, onSome: (s) => s.version })
+        const updates = version > base ? yield* storage.updatesAfter(documentId, base, version - base) : []
+        const presence: Array<PresenceEntry> = []
+        for (const member of members.values()) {
+          presence.push({ clientId: member.connection.clientId, actorId: member.connection.actorId, state: null })
+        }
+        const state: StateMessage = {
+          type: "state",
+          documentId,
+          clientId: command.connection.clientId,
+          version,
+          snapshot: Option.match(fromSnapshot, {
+            onNone: () => null,
+            onSome: (s) => ({ version: s.version, snapshotB64: Base64.encode(s.data) })
+          }),
+          updates: updates.map(updateOut),
+          presence,
+          ...(reset ? { reset: true as const } : {})
+        }
+        command.connection.send(JSON.stringify(state))
+        const joined = JSON.stringify({
+          type: "presence_join",
+          clientId: command.connection.clientId,
+          actorId: command.connection.actorId
+        })
+        for (const member of members.values()) member.connection.send(joined)
+        members.set(command.connection, { connection: command.connection, lastSeq: version })
+        command.reply({ _tag: "Joined", version })
+      })
+
+    const leave = (command: Leave) => {
+      if (members.delete(command.connection)) {
+        const left = JSON.stringify({
+          type: "presence_leave",
+          clientId: command.connection.clientId,
+          actorId: command.connection.actorId,
+          reason: "disconnect"
+        })
+        for (const member of members.values()) member.connection.send(left)
+      }
+      command.reply()
+    }
+
+    /** Group commit: one transaction for the run, then acks and broadcasts in seq order. */
+    const updateRun = (run: ReadonlyArray<Update>) =>
+      Effect.gen(function* () {
+        if (deleted) {
+          for (const command of run) command.reply({ _tag: "NotFound" })
+          return
+        }
+        const pending: Array<Update> = []
+        for (const command of run) {
+          const known = dedupe.get(command.opId)
+          if (known !== undefined) {
+            command.reply({ _tag: "Duplicate", seq: known })
+          } else if (command.baseVersion > version) {
+            // A retry of a stored update may carry any baseVersion: it is still a duplicate, not an error.
+            const stored = yield* storage.findByOpId(documentId, command.opId)
+            command.reply(
+              Option.match(stored, {
+                onNone: () => ({ _tag: "InvalidBaseVersion", version }),
+                onSome: (update) => ({ _tag: "Duplicate", seq: update.seq })
+              })
+            )
+          } else {
+            pending.push(command)
+          }
+        }
+        if (pending.length === 0) return
+        const results = yield* storage.append(documentId, pending).pipe(
+          Effect.tapError(() => Effect.annotateLogs(Effect.logWarning("append failed; nothing acked"), "documentId", documentId)),
+          Effect.orElseSucceed(() => undefined)
+        )
+        if (results === undefined) {
+          for (const command of pending) command.reply({ _tag: "Failed", message: "storage failed; retry with the same opId" })
+          // The transaction may have committed before the failure was reported: catch up from storage.
+          version = yield* storage.latestVersion(documentId).pipe(Effect.orElseSucceed(() => version))
+          yield* Effect.ignore(sendMissed)
+          return
+        }
+        for (let i = 0; i < pending.length; i++) {
+          const command = pending[i] as Update
+          const result = results[i]
+          if (result === undefined) continue
+          remember(command.opId, result.seq)
+          if (result.duplicate) {
+            command.reply({ _tag: "Duplicate", seq: result.seq })
+            continue
+          }
+          version = result.seq
+          const frame = remoteUpdateFrame(result.seq, command.opId, command.actorId, command.deltaB64)
+          for (const member of members.values()) {
+            if (member.connection !== command.origin) member.connection.send(frame)
+            member.lastSeq = result.seq
+          }
+          command.reply({ _tag: "Stored", seq: result.seq })
+        }
+      })
+
+    const readUpdates = (command: ReadUpdates) =>
+      Effect.gen(function* () {
+        if (deleted) return command.reply({ _tag: "NotFound" })
+        const updates = yield* storage.updatesAfter(documentId, command.after, command.limit)
+        command.reply({ _tag: "Read", version, updates })
+      })
+
+    const remove = (command: Delete) =>
+      Effect.gen(function* () {
+        const removed = yield* storage.softDelete(documentId)
+        if (Option.isNone(removed)) return command.reply({ _tag: "NotFound" })
+        deleted = true
+        for (const member of members.values()) {
+          member.connection.close(CloseCodes.Gone, CloseCodes.reason[CloseCodes.Gone] ?? "document deleted")
+        }
+        members.clear()
+        command.reply({ _tag: "Deleted" })
+      })
+
+    const one = (command: Exclude<Command, Update>): Effect.Effect<void, StorageError> => {
+      switch (command._tag) {
+        case "Join":
+          return join(command)
+        case "Leave":
+          return Effect.sync(() => leave(command))
+        case "ReadUpdates":
+          return readUpdates(command)
+        case "Delete":
+          return remove(command)
+      }
+    }
+
+    const handle = (commands: ReadonlyArray<Command>) =>
+      Effect.gen(function* () {
+        let i = 0
+        while (i < commands.length) {
+          const command = commands[i] as Command
+          if (command._tag === "Update") {
+            const run: Array<Update> = []
+            while (i < commands.length) {
+              const next = commands[i] as Command
+              if (next._tag !== "Update") break
+              run.push(next)
+              i++
+            }
+            yield* updateRun(run).pipe(
+              Effect.catchAll((error) => Effect.sync(() => run.forEach((update) => fail(update, error.message))))
+            )
+          } else {
+            i++
+            yield* one(command).pipe(Effect.catchAll((error) => Effect.sync(() => fail(command, error.message))))
+          }
+        }
+      })
+
+    return Option.some({ handle })
+  })
+
+/** Answers a command that could not be served (storage failed, or the actor crashed while serving it). */
+export const fail = (command: Command, message: string): void => {
+  switch (command._tag) {
+    case "Leave":
+      return command.reply()
+    case "Join":
+    case "Update":
+    case "ReadUpdates":
+    case "Delete":
+      return command.reply({ _tag: "Failed", message })
+  }
+}
+
+/** Answers a command for a document that does not exist. */
+export const notFound = (command: Command): void => {
+  switch (command._tag) {
+    case "Leave":
+      return command.reply()
+    case "Join":
+    case "Update":
+    case "ReadUpdates":
+    case "Delete":
+      return command.reply({ _tag: "NotFound" })
+  }
+}
+
+/** Wraps a reply so that only its first call counts: supervision may answer a command a second time. */
+export const once = <A>(reply: (outcome: A) => void): ((outcome: A) => void) => {
+  let replied = false
+  return (outcome) => {
+    if (replied) return
+    replied = true
+    reply(outcome)
+  }
+}
+
+const remoteUpdateFrame = (seq: number, opId: string, actorId: string, deltaB64: string): string =>
+  JSON.stringify({ type: "remote_update", seq, opId, actorId, deltaB64 })

@@ -1,0 +1,169 @@
+/**
+ * DocumentRegistry: at most one DocumentActor per document, loaded lazily and unloaded after DOCUMENT_IDLE_MS with
+ * no connection and no message. Each loaded document is a mailbox (a bounded Queue) drained by one fiber, which
+ * runs the actor and supervises it: a defect fails only the commands in flight, and the next command runs on an
+ * actor rebuilt from storage.
+ */
+import { Cause, Chunk, Context, Deferred, Effect, Exit, Layer, Option, Queue, RcMap, type Scope } from "effect"
+import { ServerConfig } from "../Config.js"
+import type { DocumentId } from "../Domain/Document.js"
+import { DocumentStorage } from "../Storage/DocumentStorage.js"
+import * as DocumentActor from "./DocumentActor.js"
+
+/** A connection's handle on a document it joined. */
+export interface Session {
+  /** Puts a command in the document's mailbox, waiting while the mailbox is full. */
+  readonly submit: (command: DocumentActor.Command) => Effect.Effect<void>
+}
+
+/** An update as REST submits it. */
+export interface UpdateInput {
+  readonly opId: string
+  readonly baseVersion: number
+  readonly actorId: string
+  readonly delta: Uint8Array
+  readonly deltaB64: string
+}
+
+export interface DocumentRegistryShape {
+  /**
+   * Joins a document for the lifetime of the current scope. On `Joined`, `state` has been sent to the connection
+   * and every later event follows; when the scope closes, the connection leaves after every command it submitted
+   * has been served. Any other outcome means the connection did not join.
+   */
+  readonly join: (
+    documentId: DocumentId,
+    connection: DocumentActor.Connection,
+    since: number | undefined
+  ) => Effect.Effect<readonly [DocumentActor.JoinOutcome, Session], never, Scope.Scope>
+  /** Submits an update (REST): ordered, deduplicated and broadcast like a socket update. */
+  readonly update: (documentId: DocumentId, update: UpdateInput) => Effect.Effect<DocumentActor.UpdateOutcome>
+  /** Reads updates after a seq, in the document's order. */
+  readonly read: (documentId: DocumentId, after: number, limit: number) => Effect.Effect<DocumentActor.ReadOutcome>
+  /** Soft-deletes a document and closes its connections with 4410. */
+  readonly remove: (documentId: DocumentId) => Effect.Effect<DocumentActor.DeleteOutcome>
+  /** Ids of the documents loaded in memory now. */
+  readonly loaded: Effect.Effect<ReadonlyArray<DocumentId>>
+}
+
+export class DocumentRegistry extends Context.Tag("docsync/DocumentRegistry")<DocumentRegistry, DocumentRegistryShape>() {}
+
+interface Slot {
+  readonly mailbox: Queue.Queue<DocumentActor.Command>
+}
+
+export const make: Effect.Effect<DocumentRegistryShape, never, Scope.Scope | ServerConfig | DocumentStorage> = Effect.gen(
+  function* () {
+    const config = yield* ServerConfig
+    const storage = yield* DocumentStorage
+    const slots = yield* RcMap.make({
+      lookup: (documentId: DocumentId) =>
+        makeSlot(documentId, config.mailboxCapacity, config.maxBatchSize).pipe(
+          Effect.provideService(DocumentStorage, storage)
+        ),
+      idleTimeToLive: config.documentIdle
+    })
+
+    /** Runs a command in the document's order and waits for its reply. */
+    const ask = <A>(documentId: DocumentId, command: (reply: (outcome: A) => void) => DocumentActor.Command) =>
+      Effect.scoped(
+        Effect.gen(function* () {
+          const slot = yield* RcMap.get(slots, documentId)
+          const done = yield* Deferred.make<A>()
+          yield* Queue.offer(slot.mailbox, command(DocumentActor.once((outcome) => Deferred.unsafeDone(done, Exit.succeed(outcome)))))
+          return yield* Deferred.await(done)
+        })
+      )
+
+    return {
+      join: (documentId, connection, since) =>
+        Effect.gen(function* () {
+          const slot = yield* RcMap.get(slots, documentId)
+          const session: Session = { submit: (command) => Queue.offer(slot.mailbox, command).pipe(Effect.asVoid) }
+          const done = yield* Deferred.make<DocumentActor.JoinOutcome>()
+          const reply = DocumentActor.once((outcome: DocumentActor.JoinOutcome) => Deferred.unsafeDone(done, Exit.succeed(outcome)))
+          yield* Queue.offer(slot.mailbox, { _tag: "Join", connection, since, reply })
+          const outcome = yield* Deferred.await(done)
+          if (outcome._tag === "Joined") {
+            yield* Effect.addFinalizer(() =>
+              Effect.gen(function* () {
+                const left = yield* Deferred.make<void>()
+                yield* Queue.offer(slot.mailbox, {
+                  _tag: "Leave",
+                  connection,
+                  reply: DocumentActor.once<void>(() => Deferred.unsafeDone(left, Exit.void))
+                })
+                yield* Deferred.await(left)
+              })
+            )
+          }
+          return [outcome, session] as const
+        }),
+      update: (documentId, update) =>
+        ask<DocumentActor.UpdateOutcome>(documentId, (reply) => ({ _tag: "Update", origin: undefined, ...update, reply })),
+      read: (documentId, after, limit) =>
+        ask<DocumentActor.ReadOutcome>(documentId, (reply) => ({ _tag: "ReadUpdates", after, limit, reply })),
+      remove: (documentId) => ask<DocumentActor.DeleteOutcome>(documentId, (reply) => ({ _tag: "Delete", reply })),
+      loaded: RcMap.keys(slots)
+    }
+  }
+)
+
+export const layer: Layer.Layer<DocumentRegistry, never, ServerConfig | DocumentStorage> = Layer.scoped(
+  DocumentRegistry,
+  make
+)
+
+/**
+ * One loaded document: its mailbox and the fiber that drains it. Runs in the RcMap entry's scope, so closing
+ * that scope (idle passivation or shutdown) stops the fiber after the batch in hand and serves what is queued.
+ */
+const makeSlot = (
+  documentId: DocumentId,
+  capacity: number,
+  maxBatchSize: number
+): Effect.Effect<Slot, never, Scope.Scope | DocumentStorage> =>
+  Effect.gen(function* () {
+    const mailbox = yield* Queue.bounded<DocumentActor.Command>(capacity)
+    const members: DocumentActor.Members = new Map()
+    let actor: Option.Option<DocumentActor.DocumentActor> = Option.none()
+
+    const run = (commands: ReadonlyArray<DocumentActor.Command>) =>
+      Effect.gen(function* () {
+        if (Option.isNone(actor)) {
+          const loaded = yield* DocumentActor.load(documentId, members).pipe(Effect.exit)
+          if (Exit.isFailure(loaded)) {
+            yield* Effect.logError("document failed to load", loaded.cause)
+            for (const command of commands) DocumentActor.fail(command, "the document could not be loaded; retry")
+            return
+          }
+          if (Option.isNone(loaded.value)) {
+            for (const command of commands) DocumentActor.notFound(command)
+            return
+          }
+          actor = loaded.value
+        }
+        const handled = yield* actor.value.handle(commands).pipe(Effect.exit)
+        if (Exit.isFailure(handled)) {
+          // Supervision: answer what was in flight, drop the actor's state and rebuild it from storage next time.
+          yield* Effect.logError("document actor crashed; it will be rebuilt from storage", Cause.pretty(handled.cause))
+          for (const command of commands) DocumentActor.fail(command, "internal error; retry with the same opId")
+          actor = Option.none()
+        }
+      }).pipe(Effect.annotateLogs("documentId", documentId), Effect.uninterruptible)
+
+    yield* Effect.addFinalizer(() =>
+      Effect.gen(function* () {
+        const rest = yield* Queue.takeAll(mailbox)
+        if (Chunk.isNonEmpty(rest)) yield* run(Chunk.toReadonlyArray(rest))
+        yield* Queue.shutdown(mailbox)
+        yield* Effect.logDebug("document unloaded").pipe(Effect.annotateLogs("documentId", documentId))
+      })
+    )
+    yield* Queue.takeBetween(mailbox, 1, maxBatchSize).pipe(
+      Effect.flatMap((batch) => run(Chunk.toReadonlyArray(batch))),
+      Effect.forever,
+      Effect.forkScoped
+    )
+    return { mailbox }
+  })

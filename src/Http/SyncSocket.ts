@@ -1,0 +1,238 @@
+/**
+ * The WebSocket route `GET /ws/documents/:id` (protocol section 2): one connection per socket, joined to its
+ * document's actor through the DocumentRegistry.
+ *
+ * Frames are read synchronously into an inbound queue (in arrival order) and drained by one fiber per
+ * connection; the actor writes outbound frames straight to the socket, bounded by MAX_BUFFERED_BYTES.
+ */
+import { HttpLayerRouter, HttpRouter, HttpServerRequest, HttpServerResponse } from "@effect/platform"
+import { NodeHttpServerRequest } from "@effect/platform-node"
+import { Deferred, Effect, Fiber, Option, Queue, Schedule } from "effect"
+import type { WebSocket } from "ws"
+import { ServerConfig, type ServerConfigShape } from "../Config.js"
+import * as CloseCodes from "../Domain/CloseCodes.js"
+import type { DocumentId } from "../Domain/Document.js"
+import * as Protocol from "../Domain/Protocol.js"
+import * as DocumentActor from "../Document/DocumentActor.js"
+import { DocumentRegistry, type Session } from "../Document/DocumentRegistry.js"
+
+export const path = "/ws/documents/:id"
+
+/** The route, to merge beside the HttpApi on the HttpLayerRouter. */
+export const route = HttpLayerRouter.add("GET", path, (request) => handle(request))
+
+/** Inbound frames queued beyond this pause reading from the socket until the queue drains below `RESUME_AT`. */
+const PAUSE_AT = 1024
+const RESUME_AT = 256
+
+const handle = (request: HttpServerRequest.HttpServerRequest) =>
+  Effect.gen(function* () {
+    const config = yield* ServerConfig
+    const registry = yield* DocumentRegistry
+    const params = yield* HttpRouter.params
+    const query = parseQuery(request.url)
+    if (typeof query === "string") {
+      return yield* HttpServerResponse.json({ message: query }, { status: 400 })
+    }
+    const documentId = (params.id ?? "") as DocumentId
+    const socket = yield* request.upgrade
+    yield* Effect.scoped(
+      Effect.gen(function* () {
+        const scope = yield* Effect.scope
+        const inbound = yield* Queue.unbounded<string | Uint8Array>()
+        const opened = yield* Deferred.make<WebSocket>()
+        let paused = false
+        let raw: WebSocket | undefined
+        const reader = yield* socket
+          .runRaw(
+            (data) => {
+              inbound.unsafeOffer(data)
+              if (!paused && raw !== undefined && queued(inbound) > PAUSE_AT) {
+                paused = true
+                raw.pause()
+              }
+            },
+            { onOpen: Effect.suspend(() => Deferred.succeed(opened, rawWebSocket(request, config.maxMessageBytes))) }
+          )
+          .pipe(Effect.forkIn(scope))
+        const ws = yield* Deferred.await(opened).pipe(Effect.raceFirst(Fiber.join(reader).pipe(Effect.flatMap(() => Effect.never))))
+        raw = ws
+        const connection = makeConnection(ws, query.actorId, config)
+        yield* Effect.addFinalizer(() =>
+          Effect.sync(() => connection.close(CloseCodes.GoingAway, CloseCodes.reason[CloseCodes.GoingAway] ?? "going away"))
+        )
+        const [outcome, session] = yield* registry.join(documentId, connection, query.since)
+        const log = Effect.annotateLogs({ documentId, clientId: connection.clientId })
+        switch (outcome._tag) {
+          case "NotFound":
+            return connection.close(CloseCodes.NotFound, "document not found")
+          case "Deleted":
+            return connection.close(CloseCodes.Gone, "document deleted")
+          case "Failed":
+            yield* Effect.logWarning("join failed", outcome.message).pipe(log)
+            return connection.close(CloseCodes.InternalError, "internal error; reconnect later")
+          case "Joined":
+            break
+        }
+        yield* Effect.logInfo("client joined", { version: outcome.version, since: query.since ?? null }).pipe(log)
+        yield* heartbeat(ws, config).pipe(Effect.forkIn(scope))
+        const serveFrames = Effect.gen(function* () {
+          while (true) {
+            const frame = yield* Queue.take(inbound)
+            if (paused && queued(inbound) < RESUME_AT) {
+              paused = false
+              ws.resume()
+            }
+            yield* serveFrame(frame, connection, session, config)
+          }
+        })
+        const exit = yield* Effect.raceFirst(Fiber.join(reader), serveFrames).pipe(Effect.exit)
+        yield* Effect.logInfo("client left", { closeCode: connection.closeCode() ?? "by client" }).pipe(
+          log,
+          Effect.annotateLogs("reason", exit._tag === "Success" ? "closed" : "error")
+        )
+      })
+    )
+    return HttpServerResponse.empty()
+  })
+
+interface Query {
+  readonly since: number | undefined
+  readonly actorId: string | undefined
+}
+
+/** The query of a join, or a message saying what is wrong with it. */
+const parseQuery = (url: string): Query | string => {
+  const search = new URL(url, "http://localhost").searchParams
+  const sinceText = search.get("since")
+  let since: number | undefined
+  if (sinceText !== null) {
+    since = Number(sinceText)
+    if (!/^\d+$/.test(sinceText) || !Number.isSafeInteger(since)) return "since must be a non-negative integer"
+  }
+  const actorId = search.get("actorId") ?? undefined
+  if (actorId !== undefined && (actorId.length < 1 || actorId.length > 128)) {
+    return "actorId must be 1..128 characters"
+  }
+  return { since, actorId }
+}
+
+interface SocketConnection extends DocumentActor.Connection {
+  /** The code the server closed with, if it did. */
+  readonly closeCode: () => number | undefined
+}
+
+const makeConnection = (ws: WebSocket, actorId: string | undefined, config: ServerConfigShape): SocketConnection => {
+  const clientId = crypto.randomUUID()
+  let closedWith: number | undefined
+  const close = (code: number, reason: string) => {
+    if (closedWith !== undefined) return
+    closedWith = code
+    if (ws.readyState === ws.OPEN || ws.readyState === ws.CONNECTING) ws.close(code, reason)
+  }
+  return {
+    clientId,
+    actorId: actorId ?? clientId,
+    send: (frame) => {
+      if (closedWith !== undefined || ws.readyState !== ws.OPEN) return
+      // Unflushed bytes past the bound: close rather than grow without limit or skip a frame (a gap).
+      if (ws.bufferedAmount + frame.length > config.maxBufferedBytes) {
+        return close(CloseCodes.SlowConsumer, CloseCodes.reason[CloseCodes.SlowConsumer] ?? "slow consumer")
+      }
+      ws.send(frame)
+    },
+    close,
+    closeCode: () => closedWith
+  }
+}
+
+const serveFrame = (
+  frame: string | Uint8Array,
+  connection: SocketConnection,
+  session: Session,
+  config: ServerConfigShape
+): Effect.Effect<void> => {
+  const reply = (message: Protocol.ServerMessage) => connection.send(JSON.stringify(message))
+  if (typeof frame !== "string") {
+    reply(Protocol.errorMessage("bad_message", "binary frames are not supported; send JSON text"))
+    return Effect.void
+  }
+  if (Buffer.byteLength(frame) > config.maxMessageBytes) {
+    connection.close(CloseCodes.MessageTooBig, CloseCodes.reason[CloseCodes.MessageTooBig] ?? "message too big")
+    return Effect.void
+  }
+  const decoded = Protocol.decodeClientFrame(frame, config)
+  if (Protocol.isErrorMessage(decoded)) {
+    reply(decoded)
+    return Effect.void
+  }
+  switch (decoded.type) {
+    case "ping":
+      reply({ type: "pong" })
+      return Effect.void
+    case "update":
+      return session.submit({
+        _tag: "Update",
+        origin: connection,
+        opId: decoded.opId,
+        baseVersion: decoded.baseVersion,
+        actorId: decoded.actorId,
+        delta: decoded.delta,
+        deltaB64: decoded.deltaB64,
+        reply: DocumentActor.once((outcome) => reply(updateReply(decoded.opId, outcome)))
+      })
+    case "snapshot":
+    case "presence":
+      reply(Protocol.errorMessage("bad_message", `${decoded.type} is not supported yet`))
+      return Effect.void
+  }
+}
+
+const updateReply = (opId: string, outcome: DocumentActor.UpdateOutcome): Protocol.ServerMessage => {
+  switch (outcome._tag) {
+    case "Stored":
+      return { type: "ack", opId, seq: outcome.seq }
+    case "Duplicate":
+      return { type: "ack", opId, seq: outcome.seq, duplicate: true }
+    case "InvalidBaseVersion":
+      return Protocol.errorMessage(
+        "invalid_base_version",
+        `baseVersion is ahead of the document version ${outcome.version}`,
+        opId
+      )
+    case "NotFound":
+      return Protocol.errorMessage("internal", "the document is no longer available", opId)
+    case "Failed":
+      return Protocol.errorMessage("internal", outcome.message, opId)
+  }
+}
+
+/** WebSocket pings; a peer that has not answered the previous ping by the next one is dropped. */
+const heartbeat = (ws: WebSocket, config: ServerConfigShape) => {
+  let alive = true
+  ws.on("pong", () => {
+    alive = true
+  })
+  return Effect.sync(() => {
+    if (!alive) return ws.terminate()
+    alive = false
+    ws.ping()
+  }).pipe(Effect.repeat(Schedule.spaced(config.heartbeatInterval)), Effect.delay(config.heartbeatInterval))
+}
+
+/**
+ * The `ws` socket behind an upgraded request. @effect/platform does not expose it outside `runRaw`'s frame
+ * fibers, but we need it at open: for `bufferedAmount` (slow consumers), pings, pausing reads, and the frame
+ * size limit, which its WebSocketServer leaves at ws's 100 MiB default. `ws` keeps itself on the net socket
+ * under a symbol described "websocket".
+ */
+const rawWebSocket = (request: HttpServerRequest.HttpServerRequest, maxMessageBytes: number): WebSocket => {
+  const netSocket = NodeHttpServerRequest.toIncomingMessage(request).socket as unknown as Record<symbol, unknown>
+  const key = Object.getOwnPropertySymbols(netSocket).find((symbol) => symbol.description === "websocket")
+  const ws = key === undefined ? undefined : (netSocket[key] as (WebSocket & { _receiver?: { _maxPayload?: number } }) | undefined)
+  if (ws === undefined) throw new Error("upgraded request has no ws WebSocket")
+  if (ws._receiver !== undefined) ws._receiver._maxPayload = maxMessageBytes
+  return ws
+}
+
+const queued = (queue: Queue.Dequeue<unknown>): number => Option.getOrElse(queue.unsafeSize(), () => 0)
