@@ -87,6 +87,8 @@ export const make: Effect.Effect<DocumentRegistryShape, never, Scope.Scope | Ser
           if (outcome._tag === "Joined") {
             yield* Effect.addFinalizer(() =>
               Effect.gen(function* () {
+                // Shut down means the registry is gone and the document with it: nothing to leave.
+                if (yield* Queue.isShutdown(slot.mailbox)) return
                 const left = yield* Deferred.make<void>()
                 yield* Queue.offer(slot.mailbox, {
                   _tag: "Leave",

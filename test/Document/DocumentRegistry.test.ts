@@ -1,0 +1,277 @@
+import { assert, describe, it } from "@effect/vitest"
+import { Deferred, Duration, Effect, Exit, Fiber, Option, Scope, TestClock } from "effect"
+import type { DocumentId } from "../../src/Domain/Document.js"
+import * as DocumentActor from "../../src/Document/DocumentActor.js"
+import { DocumentRegistry } from "../../src/Document/DocumentRegistry.js"
+import { DocumentStorage, StorageError } from "../../src/Storage/DocumentStorage.js"
+import { delta, recordingConnection, registryLayer, wrapStorage } from "./support.js"
+
+const createDocument = Effect.flatMap(DocumentStorage, (storage) => storage.create("doc")).pipe(
+  Effect.map((document) => document.id)
+)
+
+const update = (documentId: DocumentId, opId: string, baseVersion = 0, text = opId) =>
+  Effect.flatMap(DocumentRegistry, (registry) =>
+    registry.update(documentId, { opId, baseVersion, actorId: "rest", ...delta(text) })
+  )
+
+/** Submits an update from a connection and resolves with its outcome. */
+const submit = (
+  session: { readonly submit: (command: DocumentActor.Command) => Effect.Effect<void> },
+  origin: DocumentActor.Connection,
+  opId: string,
+  baseVersion = 0
+) =>
+  Effect.gen(function* () {
+    const done = yield* Deferred.make<DocumentActor.UpdateOutcome>()
+    yield* session.submit({
+      _tag: "Update",
+      origin,
+      opId,
+      baseVersion,
+      actorId: origin.actorId,
+      ...delta(opId),
+      reply: DocumentActor.once((outcome) => Deferred.unsafeDone(done, Exit.succeed(outcome)))
+    })
+    return done
+  })
+
+const join = (documentId: DocumentId, connection: DocumentActor.Connection, since?: number) =>
+  Effect.flatMap(DocumentRegistry, (registry) => registry.join(documentId, connection, since))
+
+describe("DocumentRegistry", () => {
+  it.effect("acks the sender and broadcasts to the others, never echoing to the sender", () =>
+    Effect.gen(function* () {
+      const id = yield* createDocument
+      const a = recordingConnection()
+      const b = recordingConnection()
+      const [joinedA, sessionA] = yield* join(id, a)
+      yield* join(id, b)
+      assert.deepStrictEqual(joinedA, { _tag: "Joined", version: 0 })
+      const outcome = yield* Deferred.await(yield* submit(sessionA, a, "op-1"))
+      assert.deepStrictEqual(outcome, { _tag: "Stored", seq: 1 })
+      assert.deepStrictEqual(b.of("remote_update"), [
+        { type: "remote_update", seq: 1, opId: "op-1", actorId: a.actorId, deltaB64: delta("op-1").deltaB64 }
+      ])
+      assert.strictEqual(a.of("remote_update").length, 0)
+      assert.deepStrictEqual(a.of("state")[0]?.version, 0)
+    }).pipe(Effect.scoped, Effect.provide(registryLayer())))
+
+  it.effect("answers a repeated opId with the original seq and stores nothing", () =>
+    Effect.gen(function* () {
+      const id = yield* createDocument
+      const b = recordingConnection()
+      yield* join(id, b)
+      assert.deepStrictEqual(yield* update(id, "op-1"), { _tag: "Stored", seq: 1 })
+      assert.deepStrictEqual(yield* update(id, "op-2", 1), { _tag: "Stored", seq: 2 })
+      assert.deepStrictEqual(yield* update(id, "op-1", 2), { _tag: "Duplicate", seq: 1 })
+      const storage = yield* DocumentStorage
+      assert.strictEqual(yield* storage.latestVersion(id), 2)
+      assert.strictEqual(b.of("remote_update").length, 2)
+    }).pipe(Effect.scoped, Effect.provide(registryLayer())))
+
+  it.effect("finds duplicates in storage after the actor was unloaded (cache cold)", () =>
+    Effect.gen(function* () {
+      const id = yield* createDocument
+      yield* update(id, "op-1")
+      yield* TestClock.adjust(Duration.minutes(2))
+      assert.deepStrictEqual(yield* Effect.flatMap(DocumentRegistry, (r) => r.loaded), [])
+      // baseVersion 5 is ahead of the document, but the opId is stored: it is a duplicate, not an error.
+      assert.deepStrictEqual(yield* update(id, "op-1", 5), { _tag: "Duplicate", seq: 1 })
+      assert.deepStrictEqual(yield* update(id, "op-2", 5), { _tag: "InvalidBaseVersion", version: 1 })
+    }).pipe(Effect.scoped, Effect.provide(registryLayer())))
+
+  it.effect("stores waiting updates in one transaction (group commit) with contiguous seqs", () => {
+    const batches: Array<number> = []
+    const storage = wrapStorage((inner) => ({
+      append: (id, updates) => {
+        batches.push(updates.length)
+        return inner.append(id, updates)
+      }
+    }))
+    return Effect.gen(function* () {
+      const id = yield* createDocument
+      const a = recordingConnection()
+      const [, session] = yield* join(id, a)
+      const pending = []
+      for (let i = 0; i < 50; i++) pending.push(yield* submit(session, a, `op-${i}`))
+      const outcomes = yield* Effect.forEach(pending, Deferred.await)
+      assert.deepStrictEqual(
+        outcomes.map((o) => (o._tag === "Stored" ? o.seq : -1)),
+        Array.from({ length: 50 }, (_, i) => i + 1)
+      )
+      assert.isBelow(batches.length, 50)
+      assert.strictEqual(batches.reduce((a, b) => a + b, 0), 50)
+    }).pipe(Effect.scoped, Effect.provide(registryLayer({}, storage)))
+  })
+
+  it.effect("serves joins from `since` and resets a client that is ahead", () =>
+    Effect.gen(function* () {
+      const id = yield* createDocument
+      for (let i = 0; i < 5; i++) yield* update(id, `op-${i}`, i)
+      const fresh = recordingConnection()
+      yield* join(id, fresh)
+      const resumed = recordingConnection()
+      yield* join(id, resumed, 3)
+      const ahead = recordingConnection()
+      yield* join(id, ahead, 9)
+      const seqs = (c: ReturnType<typeof recordingConnection>) =>
+        (c.of("state")[0]?.updates as Array<{ seq: number }>).map((u) => u.seq)
+      assert.deepStrictEqual(seqs(fresh), [1, 2, 3, 4, 5])
+      assert.deepStrictEqual(seqs(resumed), [4, 5])
+      assert.strictEqual(resumed.of("state")[0]?.reset, undefined)
+      assert.deepStrictEqual(seqs(ahead), [1, 2, 3, 4, 5])
+      assert.strictEqual(ahead.of("state")[0]?.reset, true)
+    }).pipe(Effect.scoped, Effect.provide(registryLayer())))
+
+  it.effect("answers unknown and deleted documents, and closes members of a deleted one with 4410", () =>
+    Effect.gen(function* () {
+      const registry = yield* DocumentRegistry
+      const [unknown] = yield* join("nope" as DocumentId, recordingConnection())
+      assert.deepStrictEqual(unknown, { _tag: "NotFound" })
+      const id = yield* createDocument
+      const member = recordingConnection()
+      yield* join(id, member)
+      assert.deepStrictEqual(yield* registry.remove(id), { _tag: "Deleted" })
+      assert.deepStrictEqual(member.closed, [4410])
+      assert.deepStrictEqual(yield* registry.remove(id), { _tag: "NotFound" })
+      const [late] = yield* join(id, recordingConnection())
+      assert.deepStrictEqual(late, { _tag: "Deleted" })
+      assert.deepStrictEqual(yield* update(id, "op-x"), { _tag: "NotFound" })
+    }).pipe(Effect.scoped, Effect.provide(registryLayer())))
+
+  it.effect("unloads an idle document only after DOCUMENT_IDLE_MS with no connection, keeping its version", () =>
+    Effect.gen(function* () {
+      const registry = yield* DocumentRegistry
+      const id = yield* createDocument
+      yield* update(id, "op-1")
+      const scope = yield* Scope.make()
+      yield* join(id, recordingConnection()).pipe(Scope.extend(scope))
+      yield* TestClock.adjust(Duration.minutes(10))
+      assert.deepStrictEqual(yield* registry.loaded, [id], "a connected document stays loaded")
+      yield* Scope.close(scope, Exit.void)
+      yield* TestClock.adjust(Duration.millis(59_999))
+      assert.deepStrictEqual(yield* registry.loaded, [id])
+      yield* TestClock.adjust(Duration.millis(1))
+      assert.deepStrictEqual(yield* registry.loaded, [])
+      const back = recordingConnection()
+      const [outcome] = yield* join(id, back)
+      assert.deepStrictEqual(outcome, { _tag: "Joined", version: 1 })
+    }).pipe(Effect.scoped, Effect.provide(registryLayer({ documentIdle: Duration.millis(60_000) }))))
+
+  it.effect("a defect in one document's actor fails its in-flight commands; it recovers, others never notice", () => {
+    let poisoned: string | undefined
+    const storage = wrapStorage((inner) => ({
+      append: (id, updates) =>
+        updates.some((u) => u.opId === poisoned) ? Effect.die("injected defect") : inner.append(id, updates)
+    }))
+    return Effect.gen(function* () {
+      const sick = yield* createDocument
+      const healthy = yield* createDocument
+      const watcher = recordingConnection()
+      const other = recordingConnection()
+      yield* join(sick, watcher)
+      yield* join(healthy, other)
+      assert.deepStrictEqual(yield* update(sick, "op-1"), { _tag: "Stored", seq: 1 })
+      poisoned = "op-2"
+      const failed = yield* update(sick, "op-2", 1)
+      assert.strictEqual(failed._tag, "Failed")
+      assert.deepStrictEqual(yield* update(healthy, "h-1"), { _tag: "Stored", seq: 1 })
+      poisoned = undefined
+      // The client retries with the same opId on the rebuilt actor.
+      assert.deepStrictEqual(yield* update(sick, "op-2", 1), { _tag: "Stored", seq: 2 })
+      assert.deepStrictEqual(
+        watcher.of("remote_update").map((f) => f.seq),
+        [1, 2]
+      )
+      assert.deepStrictEqual(other.of("remote_update").map((f) => f.seq), [1])
+      assert.deepStrictEqual(other.closed, [])
+    }).pipe(Effect.scoped, Effect.provide(registryLayer({}, storage)))
+  })
+
+  it.effect("after a crash mid-broadcast, members are sent what they missed before anything else", () => {
+    let crashAfterAppend = false
+    const storage = wrapStorage((inner) => ({
+      append: (id, updates) =>
+        Effect.flatMap(inner.append(id, updates), (results) => (crashAfterAppend ? Effect.die("after commit") : Effect.succeed(results)))
+    }))
+    return Effect.gen(function* () {
+      const id = yield* createDocument
+      const reader = recordingConnection()
+      yield* join(id, reader)
+      crashAfterAppend = true
+      const crashed = yield* update(id, "op-1")
+      assert.strictEqual(crashed._tag, "Failed")
+      crashAfterAppend = false
+      assert.deepStrictEqual(yield* update(id, "op-1"), { _tag: "Duplicate", seq: 1 })
+      assert.deepStrictEqual(yield* update(id, "op-2", 1), { _tag: "Stored", seq: 2 })
+      assert.deepStrictEqual(reader.of("remote_update").map((f) => f.seq), [1, 2])
+    }).pipe(Effect.scoped, Effect.provide(registryLayer({}, storage)))
+  })
+
+  it.effect("storage failures answer `internal` and nothing is acked; the document works again after", () => {
+    let down = false
+    const storage = wrapStorage((inner) => ({
+      append: (id, updates) =>
+        down ? Effect.fail(new StorageError({ operation: "append", cause: "down" })) : inner.append(id, updates)
+    }))
+    return Effect.gen(function* () {
+      const id = yield* createDocument
+      down = true
+      const failed = yield* update(id, "op-1")
+      assert.strictEqual(failed._tag, "Failed")
+      down = false
+      assert.deepStrictEqual(yield* update(id, "op-1"), { _tag: "Stored", seq: 1 })
+    }).pipe(Effect.scoped, Effect.provide(registryLayer({}, storage)))
+  })
+
+  it.effect("a leave waits until the connection's submitted commands are served", () =>
+    Effect.gen(function* () {
+      const id = yield* createDocument
+      const a = recordingConnection()
+      const b = recordingConnection()
+      const scope = yield* Scope.make()
+      const [, session] = yield* join(id, a).pipe(Scope.extend(scope))
+      yield* join(id, b)
+      const pending = yield* submit(session, a, "op-1")
+      yield* Scope.close(scope, Exit.void)
+      assert.deepStrictEqual(yield* Deferred.poll(pending).pipe(Effect.flatMap(Option.getOrThrow)), {
+        _tag: "Stored",
+        seq: 1
+      })
+      assert.deepStrictEqual(b.of("presence_leave").map((f) => f.reason), ["disconnect"])
+    }).pipe(Effect.scoped, Effect.provide(registryLayer())))
+
+  it.effect("at most one actor per document under concurrent first joins", () => {
+    let loads = 0
+    const storage = wrapStorage((inner) => ({
+      latestVersion: (id) => Effect.zipRight(Effect.sync(() => loads++), inner.latestVersion(id))
+    }))
+    return Effect.gen(function* () {
+      const id = yield* createDocument
+      const fibers = yield* Effect.forEach(
+        Array.from({ length: 20 }, () => recordingConnection()),
+        (c) => Effect.fork(join(id, c)),
+        { concurrency: "unbounded" }
+      )
+      yield* Fiber.joinAll(fibers)
+      assert.strictEqual(loads, 1)
+    }).pipe(Effect.scoped, Effect.provide(registryLayer({}, storage)))
+  })
+
+  it.effect("a full mailbox makes senders wait instead of dropping", () =>
+    Effect.gen(function* () {
+      const id = yield* createDocument
+      const a = recordingConnection()
+      const [, session] = yield* join(id, a)
+      const results = yield* Effect.forEach(
+        Array.from({ length: 30 }, (_, i) => i),
+        (i) => Effect.flatMap(submit(session, a, `op-${i}`), Deferred.await),
+        { concurrency: "unbounded" }
+      )
+      assert.deepStrictEqual(
+        results.map((r) => (r._tag === "Stored" ? r.seq : -1)).sort((x, y) => x - y),
+        Array.from({ length: 30 }, (_, i) => i + 1)
+      )
+    }).pipe(Effect.scoped, Effect.provide(registryLayer({ mailboxCapacity: 2, maxBatchSize: 3 }))))
+})

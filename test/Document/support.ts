@@ -1,0 +1,56 @@
+/**
+ * Helpers for actor tests: a recording connection and a registry on in-memory storage.
+ */
+import { Effect, Layer } from "effect"
+import * as Config from "../../src/Config.js"
+import type { Connection } from "../../src/Document/DocumentActor.js"
+import * as DocumentRegistry from "../../src/Document/DocumentRegistry.js"
+import { DocumentStorage, layerMemory, type DocumentStorageShape } from "../../src/Storage/DocumentStorage.js"
+
+export interface RecordingConnection extends Connection {
+  readonly frames: Array<Record<string, unknown>>
+  readonly closed: Array<number>
+  /** Frames of one type. */
+  readonly of: (type: string) => Array<Record<string, unknown>>
+}
+
+let counter = 0
+
+export const recordingConnection = (actorId = `actor-${++counter}`): RecordingConnection => {
+  const frames: Array<Record<string, unknown>> = []
+  const closed: Array<number> = []
+  return {
+    clientId: `client-${++counter}`,
+    actorId,
+    send: (frame) => {
+      if (closed.length === 0) frames.push(JSON.parse(frame) as Record<string, unknown>)
+    },
+    close: (code) => {
+      closed.push(code)
+    },
+    frames,
+    closed,
+    of: (type) => frames.filter((frame) => frame.type === type)
+  }
+}
+
+/** A registry on the given storage layer (in-memory by default). */
+export const registryLayer = (
+  config: Partial<Config.ServerConfigShape> = {},
+  storage: Layer.Layer<DocumentStorage> = layerMemory
+) =>
+  DocumentRegistry.layer.pipe(Layer.provideMerge(storage), Layer.provideMerge(Config.layer(config)))
+
+/** Wraps storage so a test can replace some of its methods. */
+export const wrapStorage = (
+  wrap: (storage: DocumentStorageShape) => Partial<DocumentStorageShape>
+): Layer.Layer<DocumentStorage> =>
+  Layer.effect(
+    DocumentStorage,
+    Effect.map(DocumentStorage, (storage) => ({ ...storage, ...wrap(storage) }))
+  ).pipe(Layer.provide(layerMemory))
+
+export const delta = (text: string) => {
+  const bytes = new TextEncoder().encode(text)
+  return { delta: bytes, deltaB64: Buffer.from(bytes).toString("base64") }
+}
