@@ -1,7 +1,7 @@
 /**
  * Helpers for actor tests: a recording connection and a registry on in-memory storage.
  */
-import { Effect, Layer } from "effect"
+import { Effect, Layer, Logger, LogLevel } from "effect"
 import * as Config from "../../src/Config.js"
 import type { Connection } from "../../src/Document/DocumentActor.js"
 import * as DocumentRegistry from "../../src/Document/DocumentRegistry.js"
@@ -39,7 +39,11 @@ export const registryLayer = (
   config: Partial<Config.ServerConfigShape> = {},
   storage: Layer.Layer<DocumentStorage> = layerMemory
 ) =>
-  DocumentRegistry.layer.pipe(Layer.provideMerge(storage), Layer.provideMerge(Config.layer(config)))
+  DocumentRegistry.layer.pipe(
+    Layer.provideMerge(storage),
+    Layer.provideMerge(Config.layer(config)),
+    Layer.provideMerge(Logger.minimumLogLevel(LogLevel.None))
+  )
 
 /** Wraps storage so a test can replace some of its methods. */
 export const wrapStorage = (
