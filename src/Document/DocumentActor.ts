@@ -6,7 +6,7 @@
  * mailbox drained by one fiber, which is what serialises a document without locks. The actor never blocks on a
  * connection: `Connection.send` returns at once (a connection that falls too far behind closes itself).
  */
-import { Effect, Option } from "effect"
+import { Clock, Effect, Option } from "effect"
 import * as Base64 from "../Domain/Base64.js"
 import * as CloseCodes from "../Domain/CloseCodes.js"
 import type { DocumentId, Snapshot, StoredUpdate } from "../Domain/Document.js"
@@ -27,8 +27,19 @@ export interface Connection {
 /** A connection that joined, with what it has been sent so far. Outlives an actor rebuilt after a crash. */
 export interface Member {
   readonly connection: Connection
+  /** When the connection last sent anything; written by the connection, read when deciding idleness. */
+  readonly activity: Activity
   /** Highest seq this member has been sent (in `state`, an `ack` or a `remote_update`). */
   lastSeq: number
+  /** Its latest presence state, null until it sends one. */
+  presence: unknown
+  /** Idle members are left out of presence until their next `presence` message. */
+  idle: boolean
+}
+
+/** The time (epoch millis, from `Clock`) of a connection's latest message. */
+export interface Activity {
+  last: number
 }
 
 /** The members of one document, keyed by connection. Owned by the registry so that it survives a rebuild. */
@@ -52,6 +63,12 @@ export type ReadOutcome =
   | { readonly _tag: "NotFound" }
   | { readonly _tag: "Failed"; readonly message: string }
 
+export type SnapshotOutcome =
+  | { readonly _tag: "Accepted"; readonly version: number }
+  | { readonly _tag: "Rejected"; readonly message: string }
+  | { readonly _tag: "NotFound" }
+  | { readonly _tag: "Failed"; readonly message: string }
+
 export type DeleteOutcome =
   | { readonly _tag: "Deleted" }
   | { readonly _tag: "NotFound" }
@@ -61,6 +78,7 @@ export type DeleteOutcome =
 export interface Join {
   readonly _tag: "Join"
   readonly connection: Connection
+  readonly activity: Activity
   readonly since: number | undefined
   readonly reply: (outcome: JoinOutcome) => void
 }
@@ -98,7 +116,36 @@ export interface Delete {
   readonly reply: (outcome: DeleteOutcome) => void
 }
 
-export type Command = Join | Leave | Update | ReadUpdates | Delete
+/** A client's merged state of every update with seq <= version (protocol 2.3). */
+export interface SubmitSnapshot {
+  readonly _tag: "Snapshot"
+  readonly connection: Connection
+  readonly version: number
+  readonly data: Uint8Array
+  readonly reply: (outcome: SnapshotOutcome) => void
+}
+
+/** A presence upsert: relayed to the other members, and re-announces an idle member. */
+export interface Presence {
+  readonly _tag: "Presence"
+  readonly connection: Connection
+  readonly state: unknown
+}
+
+/** The connection may have gone idle: checked against its activity when handled. */
+export interface CheckIdle {
+  readonly _tag: "CheckIdle"
+  readonly connection: Connection
+}
+
+export type Command = Join | Leave | Update | ReadUpdates | Delete | SubmitSnapshot | Presence | CheckIdle
+
+/** Timing and thresholds the actor applies. */
+export interface ActorSettings {
+  readonly snapshotEvery: number
+  readonly snapshotRequestTimeoutMillis: number
+  readonly presenceIdleMillis: number
+}
 
 export interface DocumentActor {
   /** Handles commands in order; consecutive updates are stored in one transaction (group commit). */
@@ -115,7 +162,8 @@ export const DEDUPE_CACHE_SIZE = 10_000
  */
 export const load = (
   documentId: DocumentId,
-  members: Members
+  members: Members,
+  settings: ActorSettings
 ): Effect.Effect<Option.Option<DocumentActor>, StorageError, DocumentStorage> =>
   Effect.gen(function* () {
     const storage = yield* DocumentStorage
@@ -123,8 +171,17 @@ export const load = (
     if (Option.isNone(found)) return Option.none()
     let deleted = found.value.deletedAt !== null
     let version = yield* storage.latestVersion(documentId)
-    const snapshot: Option.Option<Snapshot> = yield* storage.latestSnapshot(documentId)
+    let snapshot: Option.Option<Snapshot> = yield* storage.latestSnapshot(documentId)
     const dedupe = new Map<string, number>()
+    /** The snapshot_request in flight, at most one per document. */
+    let requested: { readonly connection: Connection; readonly at: number } | undefined
+    const snapshotVersion = () => Option.match(snapshot, { onNone: () => 0, onSome: (s) => s.version })
+
+    const broadcast = (frame: string, except?: Connection) => {
+      for (const member of members.values()) {
+        if (member.connection !== except) member.connection.send(frame)
+      }
+    }
 
     const remember = (opId: string, seq: number) => {
       dedupe.set(opId, seq)
@@ -162,7 +219,8 @@ export const load = (
         const updates = version > base ? yield* storage.updatesAfter(documentId, base, version - base) : []
         const presence: Array<PresenceEntry> = []
         for (const member of members.values()) {
-          presence.push({ clientId: member.connection.clientId, actorId: member.connection.actorId, state: null })
+          if (member.idle) continue
+          presence.push({ clientId: member.connection.clientId, actorId: member.connection.actorId, state: member.presence })
         }
         const state: StateMessage = {
           type: "state",
@@ -183,23 +241,99 @@ export const load = (
           clientId: command.connection.clientId,
           actorId: command.connection.actorId
         })
-        for (const member of members.values()) member.connection.send(joined)
-        members.set(command.connection, { connection: command.connection, lastSeq: version })
+        broadcast(joined)
+        members.set(command.connection, {
+          connection: command.connection,
+          activity: command.activity,
+          lastSeq: version,
+          presence: null,
+          idle: false
+        })
         command.reply({ _tag: "Joined", version })
       })
 
     const leave = (command: Leave) => {
-      if (members.delete(command.connection)) {
-        const left = JSON.stringify({
-          type: "presence_leave",
-          clientId: command.connection.clientId,
-          actorId: command.connection.actorId,
-          reason: "disconnect"
-        })
-        for (const member of members.values()) member.connection.send(left)
+      const member = members.get(command.connection)
+      if (member !== undefined) {
+        members.delete(command.connection)
+        if (requested?.connection === command.connection) requested = undefined
+        if (!member.idle) broadcast(presenceLeave(command.connection, "disconnect"))
       }
       command.reply()
     }
+
+    const presence = (command: Presence) => {
+      const member = members.get(command.connection)
+      if (member === undefined) return
+      member.presence = command.state
+      member.idle = false
+      broadcast(
+        JSON.stringify({
+          type: "presence",
+          clientId: command.connection.clientId,
+          actorId: command.connection.actorId,
+          state: command.state
+        }),
+        command.connection
+      )
+    }
+
+    const checkIdle = (command: CheckIdle) =>
+      Effect.gen(function* () {
+        const member = members.get(command.connection)
+        if (member === undefined || member.idle) return
+        const now = yield* Clock.currentTimeMillis
+        // Activity may have arrived after the check was queued: only a member silent for the whole span is idle.
+        if (now - member.activity.last < settings.presenceIdleMillis) return
+        member.idle = true
+        broadcast(presenceLeave(command.connection, "idle"), command.connection)
+      })
+
+    /** Asks one member that has applied the version for a snapshot, when enough updates went by since the last. */
+    const maybeRequestSnapshot = (preferred: Connection | undefined) =>
+      Effect.gen(function* () {
+        if (version - snapshotVersion() < settings.snapshotEvery) return
+        const now = yield* Clock.currentTimeMillis
+        if (requested !== undefined && now - requested.at < settings.snapshotRequestTimeoutMillis) return
+        const asked = requested?.connection
+        let chosen: Member | undefined
+        const origin = preferred === undefined ? undefined : members.get(preferred)
+        if (origin !== undefined && origin.lastSeq === version && origin.connection !== asked) chosen = origin
+        for (const member of members.values()) {
+          if (chosen !== undefined) break
+          if (member.lastSeq === version && member.connection !== asked) chosen = member
+        }
+        // Nobody else to ask: ask the same client again rather than nobody.
+        if (chosen === undefined && asked !== undefined && members.get(asked)?.lastSeq === version) chosen = members.get(asked)
+        if (chosen === undefined) {
+          requested = undefined
+          return
+        }
+        requested = { connection: chosen.connection, at: now }
+        chosen.connection.send(JSON.stringify({ type: "snapshot_request", version }))
+      })
+
+    const submitSnapshot = (command: SubmitSnapshot) =>
+      Effect.gen(function* () {
+        if (deleted) return command.reply({ _tag: "NotFound" })
+        const latest = snapshotVersion()
+        if (command.version > version) {
+          return command.reply({
+            _tag: "Rejected",
+            message: `snapshot version ${command.version} is ahead of the document version ${version}`
+          })
+        }
+        if (command.version - latest < settings.snapshotEvery) {
+          return command.reply({
+            _tag: "Rejected",
+            message: `snapshot version ${command.version} is less than SNAPSHOT_EVERY (${settings.snapshotEvery}) past the latest snapshot (${latest})`
+          })
+        }
+        yield* storage.putSnapshot(documentId, { version: command.version, data: command.data })
+        snapshot = Option.some({ version: command.version, data: command.data })
+        requested = undefined
+        command.reply({ _tag: "Accepted", version: command.version })
+      })
 
     /** Group commit: one transaction for the run, then acks and broadcasts in seq order. */
     const updateRun = (run: ReadonlyArray<Update>) =>
@@ -255,6 +389,7 @@ export const load = (
           }
           command.reply({ _tag: "Stored", seq: result.seq })
         }
+        yield* maybeRequestSnapshot(pending[pending.length - 1]?.origin)
       })
 
     const readUpdates = (command: ReadUpdates) =>
@@ -273,6 +408,7 @@ export const load = (
           member.connection.close(CloseCodes.Gone, CloseCodes.reason[CloseCodes.Gone] ?? "document deleted")
         }
         members.clear()
+        requested = undefined
         command.reply({ _tag: "Deleted" })
       })
 
@@ -286,6 +422,12 @@ export const load = (
           return readUpdates(command)
         case "Delete":
           return remove(command)
+        case "Snapshot":
+          return submitSnapshot(command)
+        case "Presence":
+          return Effect.sync(() => presence(command))
+        case "CheckIdle":
+          return checkIdle(command)
       }
     }
 
@@ -320,10 +462,14 @@ export const fail = (command: Command, message: string): void => {
   switch (command._tag) {
     case "Leave":
       return command.reply()
+    case "Presence":
+    case "CheckIdle":
+      return
     case "Join":
     case "Update":
     case "ReadUpdates":
     case "Delete":
+    case "Snapshot":
       return command.reply({ _tag: "Failed", message })
   }
 }
@@ -333,10 +479,14 @@ export const notFound = (command: Command): void => {
   switch (command._tag) {
     case "Leave":
       return command.reply()
+    case "Presence":
+    case "CheckIdle":
+      return
     case "Join":
     case "Update":
     case "ReadUpdates":
     case "Delete":
+    case "Snapshot":
       return command.reply({ _tag: "NotFound" })
   }
 }
@@ -350,6 +500,9 @@ export const once = <A>(reply: (outcome: A) => void): ((outcome: A) => void) => 
     reply(outcome)
   }
 }
+
+const presenceLeave = (connection: Connection, reason: "idle" | "disconnect"): string =>
+  JSON.stringify({ type: "presence_leave", clientId: connection.clientId, actorId: connection.actorId, reason })
 
 const remoteUpdateFrame = (seq: number, opId: string, actorId: string, deltaB64: string): string =>
   JSON.stringify({ type: "remote_update", seq, opId, actorId, deltaB64 })

@@ -4,7 +4,7 @@
  * runs the actor and supervises it: a defect fails only the commands in flight, and the next command runs on an
  * actor rebuilt from storage.
  */
-import { Cause, Chunk, Context, Deferred, Effect, Exit, Layer, Option, Queue, RcMap, type Scope } from "effect"
+import { Cause, Chunk, Clock, Context, Deferred, Duration, Effect, Exit, Layer, Option, Queue, RcMap, type Scope } from "effect"
 import { ServerConfig } from "../Config.js"
 import type { DocumentId } from "../Domain/Document.js"
 import { DocumentStorage } from "../Storage/DocumentStorage.js"
@@ -14,6 +14,8 @@ import * as DocumentActor from "./DocumentActor.js"
 export interface Session {
   /** Puts a command in the document's mailbox, waiting while the mailbox is full. */
   readonly submit: (command: DocumentActor.Command) => Effect.Effect<void>
+  /** Records that the client sent a message (presence idleness). Cheap: call it for every frame. */
+  readonly touch: () => void
 }
 
 /** An update as REST submits it. */
@@ -56,9 +58,15 @@ export const make: Effect.Effect<DocumentRegistryShape, never, Scope.Scope | Ser
   function* () {
     const config = yield* ServerConfig
     const storage = yield* DocumentStorage
+    const idleMillis = Duration.toMillis(config.presenceIdle)
+    const settings: DocumentActor.ActorSettings = {
+      snapshotEvery: config.snapshotEvery,
+      snapshotRequestTimeoutMillis: Duration.toMillis(config.snapshotRequestTimeout),
+      presenceIdleMillis: idleMillis
+    }
     const slots = yield* RcMap.make({
       lookup: (documentId: DocumentId) =>
-        makeSlot(documentId, config.mailboxCapacity, config.maxBatchSize).pipe(
+        makeSlot(documentId, settings, config.mailboxCapacity, config.maxBatchSize).pipe(
           Effect.provideService(DocumentStorage, storage)
         ),
       idleTimeToLive: config.documentIdle
@@ -79,10 +87,17 @@ export const make: Effect.Effect<DocumentRegistryShape, never, Scope.Scope | Ser
       join: (documentId, connection, since) =>
         Effect.gen(function* () {
           const slot = yield* RcMap.get(slots, documentId)
-          const session: Session = { submit: (command) => Queue.offer(slot.mailbox, command).pipe(Effect.asVoid) }
+          const clock = yield* Effect.clock
+          const activity: DocumentActor.Activity = { last: clock.unsafeCurrentTimeMillis() }
+          const session: Session = {
+            submit: (command) => Queue.offer(slot.mailbox, command).pipe(Effect.asVoid),
+            touch: () => {
+              activity.last = clock.unsafeCurrentTimeMillis()
+            }
+          }
           const done = yield* Deferred.make<DocumentActor.JoinOutcome>()
           const reply = DocumentActor.once((outcome: DocumentActor.JoinOutcome) => Deferred.unsafeDone(done, Exit.succeed(outcome)))
-          yield* Queue.offer(slot.mailbox, { _tag: "Join", connection, since, reply })
+          yield* Queue.offer(slot.mailbox, { _tag: "Join", connection, activity, since, reply })
           const outcome = yield* Deferred.await(done)
           if (outcome._tag === "Joined") {
             yield* Effect.addFinalizer(() =>
@@ -97,6 +112,9 @@ export const make: Effect.Effect<DocumentRegistryShape, never, Scope.Scope | Ser
                 })
                 yield* Deferred.await(left)
               })
+            )
+            yield* watchIdle(activity, idleMillis, Queue.offer(slot.mailbox, { _tag: "CheckIdle", connection })).pipe(
+              Effect.forkScoped
             )
           }
           return [outcome, session] as const
@@ -122,6 +140,7 @@ export const layer: Layer.Layer<DocumentRegistry, never, ServerConfig | Document
  */
 const makeSlot = (
   documentId: DocumentId,
+  settings: DocumentActor.ActorSettings,
   capacity: number,
   maxBatchSize: number
 ): Effect.Effect<Slot, never, Scope.Scope | DocumentStorage> =>
@@ -133,7 +152,7 @@ const makeSlot = (
     const run = (commands: ReadonlyArray<DocumentActor.Command>) =>
       Effect.gen(function* () {
         if (Option.isNone(actor)) {
-          const loaded = yield* DocumentActor.load(documentId, members).pipe(Effect.exit)
+          const loaded = yield* DocumentActor.load(documentId, members, settings).pipe(Effect.exit)
           if (Exit.isFailure(loaded)) {
             yield* Effect.logError("document failed to load", loaded.cause)
             for (const command of commands) DocumentActor.fail(command, "the document could not be loaded; retry")
@@ -168,4 +187,22 @@ const makeSlot = (
       Effect.forkScoped
     )
     return { mailbox }
+  })
+
+/**
+ * Wakes when the connection has been silent for `idleMillis` and asks the actor to check it; sleeps again for
+ * whatever is left when activity moved in the meantime. One timer per connection, never restarted per message.
+ */
+const watchIdle = (activity: DocumentActor.Activity, idleMillis: number, check: Effect.Effect<unknown>) =>
+  Effect.gen(function* () {
+    let checkedFor = -1
+    while (true) {
+      const now = yield* Clock.currentTimeMillis
+      const due = activity.last + idleMillis
+      if (now >= due && checkedFor !== activity.last) {
+        checkedFor = activity.last
+        yield* check
+      }
+      yield* Effect.sleep(Duration.millis(now >= due ? idleMillis : due - now))
+    }
   })

@@ -153,6 +153,7 @@ const serveFrame = (
   config: ServerConfigShape
 ): Effect.Effect<void> => {
   const reply = (message: Protocol.ServerMessage) => connection.send(JSON.stringify(message))
+  session.touch()
   if (typeof frame !== "string") {
     reply(Protocol.errorMessage("bad_message", "binary frames are not supported; send JSON text"))
     return Effect.void
@@ -181,10 +182,29 @@ const serveFrame = (
         deltaB64: decoded.deltaB64,
         reply: DocumentActor.once((outcome) => reply(updateReply(decoded.opId, outcome)))
       })
-    case "snapshot":
     case "presence":
-      reply(Protocol.errorMessage("bad_message", `${decoded.type} is not supported yet`))
-      return Effect.void
+      return session.submit({ _tag: "Presence", connection, state: decoded.state })
+    case "snapshot":
+      return session.submit({
+        _tag: "Snapshot",
+        connection,
+        version: decoded.version,
+        data: decoded.data,
+        reply: DocumentActor.once((outcome) => reply(snapshotReply(outcome)))
+      })
+  }
+}
+
+const snapshotReply = (outcome: DocumentActor.SnapshotOutcome): Protocol.ServerMessage => {
+  switch (outcome._tag) {
+    case "Accepted":
+      return { type: "snapshot_ack", version: outcome.version }
+    case "Rejected":
+      return Protocol.errorMessage("snapshot_rejected", outcome.message)
+    case "NotFound":
+      return Protocol.errorMessage("snapshot_rejected", "the document is no longer available")
+    case "Failed":
+      return Protocol.errorMessage("internal", outcome.message)
   }
 }
 

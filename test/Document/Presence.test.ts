@@ -1,0 +1,106 @@
+/**
+ * Presence lifecycle (protocol 2.4), driven by TestClock: no real time passes in these tests.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { Duration, Effect, Exit, Scope, TestClock } from "effect"
+import type { DocumentId } from "../../src/Domain/Document.js"
+import { DocumentRegistry } from "../../src/Document/DocumentRegistry.js"
+import { DocumentStorage } from "../../src/Storage/DocumentStorage.js"
+import { recordingConnection, registryLayer } from "./support.js"
+
+const IDLE = Duration.millis(30_000)
+
+const setup = Effect.gen(function* () {
+  const registry = yield* DocumentRegistry
+  const id: DocumentId = (yield* Effect.flatMap(DocumentStorage, (s) => s.create("presence"))).id
+  const join = (connection = recordingConnection()) =>
+    Effect.map(registry.join(id, connection, undefined), ([, session]) => ({ connection, session }))
+  return { id, join }
+})
+
+/** Lets queued commands run (mailbox fibers) without moving the clock. */
+const settle = Effect.repeatN(Effect.yieldNow(), 20)
+
+describe("presence", () => {
+  it.effect("a silent client goes idle exactly after PRESENCE_IDLE_MS, not before", () =>
+    Effect.gen(function* () {
+      const { join } = yield* setup
+      const a = yield* join()
+      const b = yield* join()
+      yield* TestClock.adjust(Duration.millis(29_999))
+      yield* settle
+      assert.deepStrictEqual(a.connection.of("presence_leave"), [])
+      yield* TestClock.adjust(Duration.millis(1))
+      yield* settle
+      assert.deepStrictEqual(a.connection.of("presence_leave"), [
+        { type: "presence_leave", clientId: b.connection.clientId, actorId: b.connection.actorId, reason: "idle" }
+      ])
+    }).pipe(Effect.scoped, Effect.provide(registryLayer({ presenceIdle: IDLE }))))
+
+  it.effect("any message (a ping) keeps a client present; its next presence re-announces it after idling", () =>
+    Effect.gen(function* () {
+      const { join } = yield* setup
+      const a = yield* join()
+      const b = yield* join()
+      for (let i = 0; i < 3; i++) {
+        yield* TestClock.adjust(Duration.millis(20_000))
+        a.session.touch()
+        b.session.touch()
+        yield* settle
+      }
+      assert.deepStrictEqual(a.connection.of("presence_leave"), [], "pings every 20 s keep b present")
+      yield* TestClock.adjust(Duration.millis(30_000))
+      yield* settle
+      assert.strictEqual(a.connection.of("presence_leave").length, 1)
+      b.session.touch()
+      yield* b.session.submit({ _tag: "Presence", connection: b.connection, state: { cursor: 7 } })
+      yield* settle
+      assert.deepStrictEqual(a.connection.of("presence").at(-1), {
+        type: "presence",
+        clientId: b.connection.clientId,
+        actorId: b.connection.actorId,
+        state: { cursor: 7 }
+      })
+      const late = yield* join()
+      const state = late.connection.of("state")[0]
+      assert.deepStrictEqual(
+        (state?.presence as Array<{ clientId: string; state: unknown }>).find((p) => p.clientId === b.connection.clientId)?.state,
+        { cursor: 7 }
+      )
+    }).pipe(Effect.scoped, Effect.provide(registryLayer({ presenceIdle: IDLE }))))
+
+  it.effect("joins announce, presence is relayed to the others only, and a disconnect says so once", () =>
+    Effect.gen(function* () {
+      const { join } = yield* setup
+      const a = yield* join()
+      const scope = yield* Scope.make()
+      const b = yield* join().pipe(Scope.extend(scope))
+      assert.deepStrictEqual(a.connection.of("presence_join"), [
+        { type: "presence_join", clientId: b.connection.clientId, actorId: b.connection.actorId }
+      ])
+      const bState = b.connection.of("state")[0]
+      assert.deepStrictEqual(bState?.presence, [{ clientId: a.connection.clientId, actorId: a.connection.actorId, state: null }])
+      yield* b.session.submit({ _tag: "Presence", connection: b.connection, state: { name: "bea" } })
+      yield* settle
+      assert.strictEqual(a.connection.of("presence").length, 1)
+      assert.strictEqual(b.connection.of("presence").length, 0, "no echo to the sender")
+      yield* Scope.close(scope, Exit.void)
+      assert.deepStrictEqual(a.connection.of("presence_leave").map((f) => f.reason), ["disconnect"])
+      yield* TestClock.adjust(Duration.minutes(5))
+      yield* settle
+      assert.strictEqual(a.connection.of("presence_leave").length, 1, "nothing more from b")
+    }).pipe(Effect.scoped, Effect.provide(registryLayer({ presenceIdle: IDLE }))))
+
+  it.effect("an idle client that disconnects is not announced twice", () =>
+    Effect.gen(function* () {
+      const { join } = yield* setup
+      const a = yield* join()
+      const scope = yield* Scope.make()
+      yield* join().pipe(Scope.extend(scope))
+      a.session.touch()
+      yield* TestClock.adjust(IDLE)
+      yield* settle
+      yield* Scope.close(scope, Exit.void)
+      assert.deepStrictEqual(a.connection.of("presence_leave").map((f) => f.reason), ["idle"])
+    }).pipe(Effect.scoped, Effect.provide(registryLayer({ presenceIdle: IDLE }))))
+})
