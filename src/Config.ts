@@ -78,8 +78,8 @@ const millis = (name: string, description: string, fallback: Duration.Duration, 
 
 const databaseUrl = Config.string("DATABASE_URL").pipe(
   Config.validate({
-    message: "DATABASE_URL must start with sqlite://, memory://, postgres:// or postgresql://",
-    validation: (url) => /^(sqlite:\/\/.+|memory:\/\/|postgres(ql)?:\/\/.+)$/.test(url)
+    message: "DATABASE_URL must be sqlite:///<path>, memory://, postgres://… or postgresql://…",
+    validation: (url) => /^(sqlite:\/\/\/.+|memory:\/\/|postgres(ql)?:\/\/.+)$/.test(url)
   }),
   Config.withDefault(defaults.databaseUrl),
   Config.withDescription("Storage: sqlite:///./dev.db, sqlite:///abs/path.db, memory:// or postgres://…")

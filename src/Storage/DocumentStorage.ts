@@ -125,9 +125,9 @@ export const makeMemory: Effect.Effect<DocumentStorageShape> = Effect.gen(functi
         const from = Option.getOrElse(after, () => 0)
         const items: Array<Entry> = []
         for (const entry of ordered) {
+          if (items.length >= limit) break
           if (entry.position <= from || (!includeDeleted && entry.document.deletedAt !== null)) continue
           items.push(entry)
-          if (items.length === limit) break
         }
         const last = items.at(-1)
         return {
@@ -175,7 +175,9 @@ export const makeMemory: Effect.Effect<DocumentStorageShape> = Effect.gen(functi
             entry.byOpId.set(update.opId, row)
             results.push({ opId: update.opId, seq, duplicate: false })
           }
-          entry.document = { ...entry.document, version: entry.updates.length, updatedAt: at }
+          if (results.some((r) => !r.duplicate)) {
+            entry.document = { ...entry.document, version: entry.updates.length, updatedAt: at }
+          }
           return results
         })
       ),
