@@ -1,0 +1,92 @@
+/**
+ * Handlers of the `documents` group: document CRUD over `DocumentStorage`, deletes through the `DocumentRegistry`. Endpoints added to `DocumentsGroup` in
+ * `Api.ts` must be handled here too (one more `.handle(name, ...)`), or the group Layer does not type-check.
+ */
+import { HttpApiBuilder } from "@effect/platform"
+import { Effect, Either, Option } from "effect"
+import { type Document, type DocumentId, DocumentOut } from "../Domain/Document.js"
+import { DocumentRegistry } from "../Document/DocumentRegistry.js"
+import { BadRequest, DocumentNotFound, InternalError } from "../Domain/Errors.js"
+import { DocumentStorage, type StorageError } from "../Storage/DocumentStorage.js"
+import { Api } from "./Api.js"
+import * as Cursor from "./Cursor.js"
+
+export const DocumentsHandlers = HttpApiBuilder.group(Api, "documents", (handlers) =>
+  Effect.gen(function* () {
+    const storage = yield* DocumentStorage
+    const registry = yield* DocumentRegistry
+
+    const found = (id: DocumentId) =>
+      Option.match({
+        onNone: () => Effect.fail(DocumentNotFound.of(id)),
+        onSome: (document: Document) =>
+          Effect.succeed(DocumentOut.fromDocument(document))
+      })
+
+    return handlers
+      .handle("create", ({ payload }) =>
+        storage.create(payload.title).pipe(Effect.map(DocumentOut.fromDocument), refailStorage)
+      )
+      .handle("list", ({ urlParams }) =>
+        Effect.gen(function* () {
+          const after = urlParams.cursor === undefined
+            ? Option.none<number>()
+            : Option.some(
+              yield* Either.match(Cursor.decode(urlParams.cursor), {
+                onLeft: (message) => Effect.fail(new BadRequest({ message })),
+                onRight: Effect.succeed
+              })
+            )
+          const page = yield* storage.list({ includeDeleted: urlParams.include_deleted, limit: urlParams.limit, after })
+          return {
+            items: page.items.map(DocumentOut.fromDocument),
+            nextCursor: Option.getOrNull(Option.map(page.next, Cursor.encode))
+          }
+        }).pipe(refailStorage)
+      )
+      .handle("get", ({ path, urlParams }) =>
+        storage.get(path.id, urlParams.include_deleted).pipe(Effect.flatMap(found(path.id)), refailStorage)
+      )
+      .handle("rename", ({ path, payload }) =>
+        storage.rename(path.id, payload.title).pipe(Effect.flatMap(found(path.id)), refailStorage)
+      )
+      // Through the registry: a loaded document must stop taking updates and close its sockets (4410).
+      .handle("delete", ({ path }) =>
+        Effect.flatMap(registry.remove(path.id), (outcome): Effect.Effect<void, DocumentNotFound | InternalError> => {
+          switch (outcome._tag) {
+            case "Deleted":
+              return Effect.void
+            case "NotFound":
+              return Effect.fail(DocumentNotFound.of(path.id))
+            case "Failed":
+              return Effect.logError(`delete of ${path.id} failed: ${outcome.message}`).pipe(
+                Effect.zipRight(Effect.fail(new InternalError({ message: STORAGE_FAILED })))
+              )
+          }
+        })
+      )
+  })
+)
+
+/**
+ * Logs a `StorageError` with its cause and answers 500 with a message that gives nothing of the backend away.
+ * Nothing was stored, so the client may retry.
+ */
+export const refailStorage = <A, E, R>(
+  effect: Effect.Effect<A, E | StorageError, R>
+): Effect.Effect<A, Exclude<E, StorageError> | InternalError, R> =>
+  Effect.catchIf(
+    effect,
+    (error): error is StorageError => isStorageError(error),
+    (error) =>
+      Effect.logError(`storage failed during ${error.operation}`, error.cause).pipe(
+        Effect.zipRight(
+          Effect.fail(new InternalError({ message: STORAGE_FAILED }))
+        )
+      )
+  )
+
+const STORAGE_FAILED = "the server could not reach its storage; nothing was changed, retry later"
+
+const isStorageError = (u: unknown): u is StorageError =>
+  typeof u === "object" && u !== null && "_tag" in u && u._tag === "StorageError"
