@@ -1,0 +1,135 @@
+/**
+ * Server composition: every route on one `HttpLayerRouter`, served by a Node HTTP server built from `ServerConfig`.
+ *
+ * Adding a route: write it as a Layer (`HttpLayerRouter.add("GET", "/path/:param", handler)`, or
+ * `HttpLayerRouter.use((router) => ...)`) and merge it into `routes` below. Services it needs are provided at the
+ * bottom of `layer` (like `DocumentRegistry.layer`), so that they are built before the server listens and released
+ * after it has drained.
+ */
+import { HttpApiSwagger, HttpLayerRouter, HttpServer } from "@effect/platform"
+import type { ServeError } from "@effect/platform/HttpServerError"
+import { NodeHttpServer } from "@effect/platform-node"
+import { Duration, Effect, Layer, Option, Schedule } from "effect"
+import { createServer } from "node:http"
+import { ServerConfig } from "../Config.js"
+import * as DocumentRegistry from "../Document/DocumentRegistry.js"
+import type { DocumentStorage } from "../Storage/DocumentStorage.js"
+import { describeDatabaseUrl } from "../Storage/StorageLayer.js"
+import { Api, PREFIX } from "./Api.js"
+import { DocumentsHandlers } from "./DocumentsHandlers.js"
+import { HealthHandlers } from "./HealthHandlers.js"
+import * as Middleware from "./Middleware.js"
+import * as SyncSocket from "./SyncSocket.js"
+
+/** How long shutdown waits for in-flight requests before cutting their connections. */
+export const SHUTDOWN_GRACE = Duration.seconds(10)
+
+/** The REST API (`/api/v1/...`) and its OpenAPI document (`/api/v1/openapi.json`). */
+export const apiRoutes = HttpLayerRouter.addHttpApi(Api, { openapiPath: `${PREFIX}/openapi.json` }).pipe(
+  Layer.provide([HealthHandlers, DocumentsHandlers])
+)
+
+/** Swagger UI at `/docs`. */
+export const docsRoute = HttpApiSwagger.layerHttpLayerRouter({ api: Api, path: "/docs" })
+
+/**
+ * Every route of the server: merge new route Layers here. Services they need are provided in `layer`.
+ */
+export const routes = Layer.mergeAll(apiRoutes, docsRoute, SyncSocket.route)
+
+/**
+ * The HTTP server: listens on `config.host:config.port` and serves `routes`, with the document registry below it.
+ * Provide `DocumentStorage` and `ServerConfig` below it in turn, so that shutdown stops the server first: it stops
+ * accepting, lets in-flight requests finish (up to `SHUTDOWN_GRACE`), then the registry and storage are released.
+ */
+export const layer: Layer.Layer<HttpServer.HttpServer, ServeError, DocumentStorage | ServerConfig> = Layer.effectDiscard(
+  logStartup()
+).pipe(
+  Layer.provide(
+    HttpLayerRouter.serve(Layer.mergeAll(routes, Middleware.layer), { disableLogger: true, disableListenLog: true })
+  ),
+  Layer.provideMerge(Layer.scoped(HttpServer.HttpServer, makeNodeServer())),
+  Layer.provide(NodeHttpServer.layerContext),
+  // Below the server: built before it listens, released after it has drained.
+  Layer.provide(DocumentRegistry.layer)
+)
+
+/** The base URL clients use to reach `server` (`http://host:port`, with 0.0.0.0 / :: shown as 127.0.0.1). */
+export const baseUrl = (server: HttpServer.HttpServer): string => {
+  const address = server.address
+  if (address._tag === "UnixAddress") return `http+unix://${address.path}`
+  const host = address.hostname === "0.0.0.0" || address.hostname === "::" ? "127.0.0.1" : address.hostname
+  return `http://${host.includes(":") ? `[${host}]` : host}:${address.port}`
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// helpers
+// ---------------------------------------------------------------------------------------------------------------
+
+/**
+ * A Node HTTP server whose `serve` also registers the graceful drain. The drain runs before the request handler
+ * is detached (finalizers run in reverse), so requests already on a keep-alive connection still get answers.
+ */
+function makeNodeServer() {
+  return Effect.gen(function* () {
+    const config = yield* ServerConfig
+    const node = createServer()
+    // Upgrades (WebSockets) arrive as "upgrade", not "request": they are closed by their own route, not waited for.
+    let inFlight = 0
+    node.on("request", (_request, response) => {
+      inFlight++
+      response.once("close", () => {
+        inFlight--
+      })
+    })
+    const server = yield* NodeHttpServer.make(() => node, { host: config.host, port: config.port })
+
+    const drain = Effect.gen(function* () {
+      node.close()
+      if (inFlight > 0) yield* Effect.log(`shutting down: waiting for ${inFlight} in-flight request(s)`)
+      const settled = yield* Effect.sync(() => {
+        node.closeIdleConnections()
+        return inFlight === 0
+      }).pipe(
+        Effect.repeat({ until: (done) => done, schedule: Schedule.spaced("20 millis") }),
+        Effect.timeoutOption(SHUTDOWN_GRACE)
+      )
+      if (Option.isNone(settled)) {
+        yield* Effect.logWarning(`shutting down: ${inFlight} request(s) still running after ${Duration.format(SHUTDOWN_GRACE)}, closing their connections`)
+        node.closeAllConnections()
+      }
+      yield* Effect.log("HTTP server drained: no request in flight, no longer accepting")
+    })
+
+    return HttpServer.make({
+      address: server.address,
+      serve: (app, middleware) =>
+        (middleware === undefined ? server.serve(app) : server.serve(app, middleware)).pipe(
+          Effect.zipRight(Effect.addFinalizer(() => drain))
+        )
+    })
+  })
+}
+
+function logStartup() {
+  return Effect.gen(function* () {
+    const config = yield* ServerConfig
+    const server = yield* HttpServer.HttpServer
+    yield* Effect.log(`docsync listening on ${baseUrl(server)}`).pipe(
+      Effect.annotateLogs({
+        storage: describeDatabaseUrl(config.databaseUrl),
+        authentication: Option.isSome(config.authSecret) ? "on" : "off",
+        snapshotEvery: config.snapshotEvery,
+        maxMessageBytes: config.maxMessageBytes,
+        maxUpdateBytes: config.maxUpdateBytes,
+        maxPresenceBytes: config.maxPresenceBytes,
+        presenceIdle: Duration.format(config.presenceIdle),
+        documentIdle: Duration.format(config.documentIdle),
+        logLevel: config.logLevel.label
+      })
+    )
+    if (Option.isNone(config.authSecret)) {
+      yield* Effect.logWarning("AUTH_SECRET is unset: authentication is off, every client may read and write every document")
+    }
+  })
+}
