@@ -228,7 +228,8 @@ const decodeUpdate = (value: Record<string, unknown>, limits: FrameLimits): Clie
   }
 }
 
-const decodePayload = (
+/** Decodes a base64 payload field: `bad_message` unless non-empty padded base64, `too_large` past `maxBytes`. */
+export const decodePayload = (
   value: unknown,
   field: string,
   maxBytes: number

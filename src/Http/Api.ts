@@ -8,8 +8,16 @@
  */
 import { HttpApi, HttpApiEndpoint, HttpApiGroup, HttpApiSchema, OpenApi } from "@effect/platform"
 import { Schema } from "effect"
-import { DocumentId, DocumentOut, Title } from "../Domain/Document.js"
-import { BadRequest, DocumentNotFound, InternalError, ServiceUnavailable } from "../Domain/Errors.js"
+import { DocumentId, DocumentOut, Title, UpdateOut } from "../Domain/Document.js"
+import {
+  BadRequest,
+  DocumentNotFound,
+  InternalError,
+  InvalidBaseVersion,
+  ServiceUnavailable,
+  SnapshotNotFound
+} from "../Domain/Errors.js"
+import { ActorId, OpId } from "../Domain/Protocol.js"
 
 /** Largest and default page size of `GET /documents`. */
 export const MAX_PAGE_SIZE = 500
@@ -59,6 +67,53 @@ export const DocumentPage = Schema.Struct({
 }).annotations({ identifier: "DocumentPage" })
 export type DocumentPage = typeof DocumentPage.Type
 
+/** Largest and default page size of `GET /documents/{id}/updates`. */
+export const MAX_UPDATES_PAGE = 10_000
+export const DEFAULT_UPDATES_PAGE = 1_000
+
+export const ListUpdatesParams = Schema.Struct({
+  after: Schema.optionalWith(
+    Schema.NumberFromString.pipe(
+      Schema.int({ message: () => "after must be an integer" }),
+      Schema.nonNegative({ message: () => "after must be 0 or more" })
+    ).annotations({ description: "Return updates with seq > after", jsonSchema: { type: "integer", minimum: 0, default: 0 } }),
+    { default: () => 0 }
+  ),
+  limit: Schema.optionalWith(
+    Schema.NumberFromString.pipe(
+      Schema.int({ message: () => "limit must be an integer" }),
+      Schema.between(1, MAX_UPDATES_PAGE, { message: () => `limit must be between 1 and ${MAX_UPDATES_PAGE}` })
+    ).annotations({
+      description: `Page size, 1..${MAX_UPDATES_PAGE}`,
+      jsonSchema: { type: "integer", minimum: 1, maximum: MAX_UPDATES_PAGE, default: DEFAULT_UPDATES_PAGE }
+    }),
+    { default: () => DEFAULT_UPDATES_PAGE }
+  )
+})
+
+export const UpdatesPage = Schema.Struct({
+  version: Schema.Int,
+  updates: Schema.Array(UpdateOut)
+}).annotations({ identifier: "UpdatesPage" })
+
+/** Body of `POST /documents/{id}/updates`: the fields of the WebSocket `update` message. */
+export const UpdateBody = Schema.Struct({
+  opId: OpId,
+  actorId: ActorId,
+  baseVersion: Schema.Int.pipe(Schema.nonNegative()),
+  deltaB64: Schema.String.annotations({ description: "Standard padded base64, 1..MAX_UPDATE_BYTES decoded" })
+}).annotations({ identifier: "UpdateBody" })
+
+export const UpdateAccepted = Schema.Struct({
+  seq: Schema.Int,
+  duplicate: Schema.Boolean
+}).annotations({ identifier: "UpdateAccepted" })
+
+export const SnapshotOut = Schema.Struct({
+  version: Schema.Int,
+  snapshotB64: Schema.String
+}).annotations({ identifier: "Snapshot" })
+
 const id = HttpApiSchema.param("id", DocumentId)
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -105,6 +160,32 @@ export const DocumentsGroup = HttpApiGroup.make("documents")
       .addSuccess(HttpApiSchema.NoContent)
       .addError(DocumentNotFound)
       .annotate(OpenApi.Summary, "Soft-delete a live document")
+  )
+  .add(
+    HttpApiEndpoint.get("listUpdates")`/documents/${id}/updates`
+      .setUrlParams(ListUpdatesParams)
+      .addSuccess(UpdatesPage)
+      .addError(DocumentNotFound)
+      .annotate(OpenApi.Summary, "Updates with seq > after, ascending, read in the document's order")
+  )
+  .add(
+    HttpApiEndpoint.post("submitUpdate")`/documents/${id}/updates`
+      .setPayload(UpdateBody)
+      .addSuccess(UpdateAccepted)
+      .addError(BadRequest)
+      .addError(DocumentNotFound)
+      .addError(InvalidBaseVersion)
+      .annotate(
+        OpenApi.Summary,
+        "Append an update: ordered, deduplicated by opId and broadcast like a WebSocket update"
+      )
+  )
+  .add(
+    HttpApiEndpoint.get("snapshot")`/documents/${id}/snapshot`
+      .addSuccess(SnapshotOut)
+      .addError(DocumentNotFound)
+      .addError(SnapshotNotFound)
+      .annotate(OpenApi.Summary, "The latest snapshot")
   )
 
 /**

@@ -4,9 +4,12 @@
  */
 import { HttpApiBuilder } from "@effect/platform"
 import { Effect, Either, Option } from "effect"
-import { type Document, type DocumentId, DocumentOut } from "../Domain/Document.js"
+import { ServerConfig } from "../Config.js"
+import * as Base64 from "../Domain/Base64.js"
+import { type Document, type DocumentId, DocumentOut, type UpdateOut, updateOut } from "../Domain/Document.js"
+import * as Protocol from "../Domain/Protocol.js"
 import { DocumentRegistry } from "../Document/DocumentRegistry.js"
-import { BadRequest, DocumentNotFound, InternalError } from "../Domain/Errors.js"
+import { BadRequest, DocumentNotFound, InternalError, InvalidBaseVersion, SnapshotNotFound } from "../Domain/Errors.js"
 import { DocumentStorage, type StorageError } from "../Storage/DocumentStorage.js"
 import { Api } from "./Api.js"
 import * as Cursor from "./Cursor.js"
@@ -15,6 +18,7 @@ export const DocumentsHandlers = HttpApiBuilder.group(Api, "documents", (handler
   Effect.gen(function* () {
     const storage = yield* DocumentStorage
     const registry = yield* DocumentRegistry
+    const config = yield* ServerConfig
 
     const found = (id: DocumentId) =>
       Option.match({
@@ -59,14 +63,61 @@ export const DocumentsHandlers = HttpApiBuilder.group(Api, "documents", (handler
             case "NotFound":
               return Effect.fail(DocumentNotFound.of(path.id))
             case "Failed":
-              return Effect.logError(`delete of ${path.id} failed: ${outcome.message}`).pipe(
-                Effect.zipRight(Effect.fail(new InternalError({ message: STORAGE_FAILED })))
-              )
+              return internal(`delete of ${path.id} failed: ${outcome.message}`)
           }
         })
       )
+      .handle("listUpdates", ({ path, urlParams }) =>
+        Effect.flatMap(registry.read(path.id, urlParams.after, urlParams.limit), (outcome): Effect.Effect<
+          { readonly version: number; readonly updates: ReadonlyArray<UpdateOut> },
+          DocumentNotFound | InternalError
+        > => {
+          switch (outcome._tag) {
+            case "Read":
+              return Effect.succeed({ version: outcome.version, updates: outcome.updates.map(updateOut) })
+            case "NotFound":
+              return Effect.fail(DocumentNotFound.of(path.id))
+            case "Failed":
+              return internal(`read of ${path.id} failed: ${outcome.message}`)
+          }
+        })
+      )
+      .handle("submitUpdate", ({ path, payload }) =>
+        Effect.gen(function* () {
+          const decoded = Protocol.decodePayload(payload.deltaB64, "deltaB64", config.maxUpdateBytes)
+          if ("type" in decoded) return yield* Effect.fail(new BadRequest({ message: decoded.message }))
+          const outcome = yield* registry.update(path.id, { ...payload, delta: decoded.bytes })
+          switch (outcome._tag) {
+            case "Stored":
+              return { seq: outcome.seq, duplicate: false }
+            case "Duplicate":
+              return { seq: outcome.seq, duplicate: true }
+            case "InvalidBaseVersion":
+              return yield* Effect.fail(InvalidBaseVersion.of(payload.baseVersion, outcome.version))
+            case "NotFound":
+              return yield* Effect.fail(DocumentNotFound.of(path.id))
+            case "Failed":
+              return yield* internal(`update of ${path.id} failed: ${outcome.message}`)
+          }
+        })
+      )
+      .handle("snapshot", ({ path }) =>
+        Effect.gen(function* () {
+          if (Option.isNone(yield* storage.get(path.id))) return yield* Effect.fail(DocumentNotFound.of(path.id))
+          const snapshot = yield* storage.latestSnapshot(path.id)
+          if (Option.isNone(snapshot)) {
+            return yield* Effect.fail(
+              new SnapshotNotFound({ documentId: path.id, message: `document ${path.id} has no snapshot yet` })
+            )
+          }
+          return { version: snapshot.value.version, snapshotB64: Base64.encode(snapshot.value.data) }
+        }).pipe(refailStorage)
+      )
   })
 )
+
+const internal = (detail: string) =>
+  Effect.logError(detail).pipe(Effect.zipRight(Effect.fail(new InternalError({ message: STORAGE_FAILED }))))
 
 /**
  * Logs a `StorageError` with its cause and answers 500 with a message that gives nothing of the backend away.

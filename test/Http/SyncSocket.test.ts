@@ -1,0 +1,256 @@
+/**
+ * The WebSocket sync protocol (sections 2, 2.1, 2.2, 2.5) against a real server on port 0 with real clients.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { Effect, Exit, Scope } from "effect"
+import WebSocket from "ws"
+import { connect, type Frame } from "../support/WsClient.js"
+import { request, startServer } from "../support/TestServer.js"
+
+const b64 = (text: string) => Buffer.from(text).toString("base64")
+
+const createDocument = (baseUrl: string, title = "doc") =>
+  Effect.map(request("POST", `${baseUrl}/api/v1/documents`, { title }), (reply) => (reply.body as { id: string }).id)
+
+const update = (opId: string, baseVersion = 0, text = opId) => ({
+  type: "update",
+  opId,
+  baseVersion,
+  actorId: "tester",
+  deltaB64: b64(text)
+})
+
+const storedLog = (baseUrl: string, id: string) =>
+  Effect.map(request("GET", `${baseUrl}/api/v1/documents/${id}/updates?after=0&limit=10000`), (reply) =>
+    (reply.body as { updates: Array<{ seq: number; opId: string; deltaB64: string }> }).updates
+  )
+
+describe("WebSocket sync", () => {
+  it.scoped("acks the sender, relays to the others, never echoes", () =>
+    Effect.gen(function* () {
+      const url = yield* startServer()
+      const id = yield* createDocument(url)
+      const a = yield* connect(url, id, { actorId: "alice" })
+      const b = yield* connect(url, id)
+      const stateA = yield* a.take("state")
+      assert.deepStrictEqual(stateA.version, 0)
+      assert.deepStrictEqual(stateA.snapshot, null)
+      assert.deepStrictEqual(stateA.updates, [])
+      assert.strictEqual(stateA.documentId, id)
+      yield* b.take("state")
+      yield* a.send({ ...update("op-1"), actorId: "alice" })
+      assert.deepStrictEqual(yield* a.take("ack"), { type: "ack", opId: "op-1", seq: 1 })
+      assert.deepStrictEqual(yield* b.take("remote_update"), {
+        type: "remote_update",
+        seq: 1,
+        opId: "op-1",
+        actorId: "alice",
+        deltaB64: b64("op-1")
+      })
+      yield* a.barrier
+      assert.deepStrictEqual(a.of("remote_update"), [])
+    }))
+
+  it.scoped("a repeated opId, from any connection, gets the original seq with duplicate:true and is not broadcast", () =>
+    Effect.gen(function* () {
+      const url = yield* startServer()
+      const id = yield* createDocument(url)
+      const a = yield* connect(url, id)
+      const b = yield* connect(url, id)
+      yield* a.send(update("op-1"))
+      yield* a.take("ack")
+      yield* b.take("remote_update")
+      yield* a.send(update("op-1"))
+      assert.deepStrictEqual(yield* a.take("ack"), { type: "ack", opId: "op-1", seq: 1, duplicate: true })
+      yield* b.send(update("op-1", 1))
+      assert.deepStrictEqual(yield* b.take("ack"), { type: "ack", opId: "op-1", seq: 1, duplicate: true })
+      yield* a.barrier
+      yield* b.barrier
+      assert.strictEqual(a.of("remote_update").length, 0)
+      assert.strictEqual(b.of("remote_update").length, 1)
+      assert.strictEqual((yield* storedLog(url, id)).length, 1)
+    }))
+
+  it.scoped("3 writers x 200 pipelined updates: acks are exactly 1..600 and a reader sees the stored log in order", () =>
+    Effect.gen(function* () {
+      const url = yield* startServer()
+      const id = yield* createDocument(url)
+      const reader = yield* connect(url, id)
+      const writers = yield* Effect.all([connect(url, id), connect(url, id), connect(url, id)])
+      yield* reader.take("state")
+      for (const w of writers) yield* w.take("state")
+      yield* Effect.forEach(
+        writers,
+        (w, n) => Effect.forEach(Array.from({ length: 200 }, (_, i) => i), (i) => w.send(update(`w${n}-${i}`)), { discard: true }),
+        { concurrency: "unbounded", discard: true }
+      )
+      const acks: Array<Array<Frame>> = []
+      for (const w of writers) acks.push(yield* Effect.forEach(Array.from({ length: 200 }), () => w.take("ack")))
+      const seqs = acks.flat().map((f) => f.seq as number).sort((x, y) => x - y)
+      assert.deepStrictEqual(seqs, Array.from({ length: 600 }, (_, i) => i + 1))
+      const seen = yield* Effect.forEach(Array.from({ length: 600 }), () => reader.take("remote_update"))
+      assert.deepStrictEqual(seen.map((f) => f.seq), seqs, "the reader sees every update once, in order")
+      // Each writer sees exactly the others' 400 updates, in order, interleaved with its own acks without gaps.
+      for (const w of writers) {
+        yield* Effect.forEach(Array.from({ length: 400 }), () => w.take("remote_update"))
+        const stream = w.frames.filter((f) => f.type === "ack" || f.type === "remote_update").map((f) => f.seq)
+        assert.deepStrictEqual(stream, seqs)
+      }
+      const log = yield* storedLog(url, id)
+      assert.deepStrictEqual(
+        log.map((u) => [u.seq, u.opId, u.deltaB64]),
+        seen.map((f) => [f.seq, f.opId, f.deltaB64])
+      )
+    }))
+
+  it.scoped("late joiners get every update; since=k gets only k+1..V; since > V gets reset:true", () =>
+    Effect.gen(function* () {
+      const url = yield* startServer()
+      const id = yield* createDocument(url)
+      const writer = yield* connect(url, id)
+      for (let i = 0; i < 5; i++) yield* writer.send(update(`op-${i}`))
+      for (let i = 0; i < 5; i++) yield* writer.take("ack")
+      const seqsOf = (state: Frame) => (state.updates as Array<{ seq: number }>).map((u) => u.seq)
+      const late = yield* (yield* connect(url, id)).take("state")
+      assert.deepStrictEqual(seqsOf(late), [1, 2, 3, 4, 5])
+      assert.strictEqual(late.version, 5)
+      const resumed = yield* (yield* connect(url, id, { since: 3 })).take("state")
+      assert.deepStrictEqual(seqsOf(resumed), [4, 5])
+      assert.strictEqual(resumed.reset, undefined)
+      const ahead = yield* (yield* connect(url, id, { since: 9 })).take("state")
+      assert.deepStrictEqual(seqsOf(ahead), [1, 2, 3, 4, 5])
+      assert.strictEqual(ahead.reset, true)
+    }))
+
+  it.scoped("two documents have independent seqs and no cross-talk", () =>
+    Effect.gen(function* () {
+      const url = yield* startServer()
+      const one = yield* createDocument(url, "one")
+      const two = yield* createDocument(url, "two")
+      const a = yield* connect(url, one)
+      const b = yield* connect(url, two)
+      yield* a.send(update("x"))
+      yield* b.send(update("x"))
+      assert.strictEqual((yield* a.take("ack")).seq, 1)
+      assert.strictEqual((yield* b.take("ack")).seq, 1)
+      yield* a.barrier
+      yield* b.barrier
+      assert.deepStrictEqual([a.of("remote_update").length, b.of("remote_update").length], [0, 0])
+    }))
+
+  it.scoped("each bad input gets its error code, stores nothing, and the connection still answers ping", () =>
+    Effect.gen(function* () {
+      const url = yield* startServer({ config: { maxUpdateBytes: 16 } })
+      const id = yield* createDocument(url)
+      const c = yield* connect(url, id)
+      yield* c.take("state")
+      const cases: ReadonlyArray<readonly [string | Buffer, string]> = [
+        ["not json", "bad_message"],
+        ["[1,2]", "bad_message"],
+        ["42", "bad_message"],
+        [JSON.stringify({ type: "dance" }), "bad_message"],
+        [JSON.stringify({ opId: "x" }), "bad_message"],
+        [JSON.stringify({ ...update("a"), opId: "" }), "bad_message"],
+        [JSON.stringify({ ...update("a"), opId: "x".repeat(129) }), "bad_message"],
+        [JSON.stringify({ ...update("a"), actorId: 7 }), "bad_message"],
+        [JSON.stringify({ ...update("a"), baseVersion: -1 }), "bad_message"],
+        [JSON.stringify({ ...update("a"), baseVersion: 1.5 }), "bad_message"],
+        [JSON.stringify({ ...update("a"), deltaB64: "not base64!" }), "bad_message"],
+        [JSON.stringify({ ...update("a"), deltaB64: "" }), "bad_message"],
+        [JSON.stringify({ ...update("a"), deltaB64: b64("x".repeat(17)) }), "too_large"],
+        [JSON.stringify(update("a", 3)), "invalid_base_version"],
+        [Buffer.from([1, 2, 3]), "bad_message"]
+      ]
+      for (const [frame, code] of cases) {
+        yield* c.sendRaw(frame)
+        const error = yield* c.take("error")
+        assert.strictEqual(error.code, code, `${String(frame).slice(0, 60)} -> ${code}`)
+        assert.isString(error.message)
+        yield* c.barrier
+      }
+      assert.strictEqual((yield* c.take("error").pipe(Effect.timeout(0), Effect.option))._tag, "None")
+      const invalid = c.of("error").find((e) => e.code === "invalid_base_version")
+      assert.strictEqual(invalid?.opId, "a")
+      assert.strictEqual((yield* storedLog(url, id)).length, 0)
+    }))
+
+  it.scoped("a frame over MAX_MESSAGE_BYTES closes the connection with 1009", () =>
+    Effect.gen(function* () {
+      const url = yield* startServer({ config: { maxMessageBytes: 2048 } })
+      const id = yield* createDocument(url)
+      const c = yield* connect(url, id)
+      yield* c.take("state")
+      yield* c.sendRaw(JSON.stringify(update("big", 0, "x".repeat(4096))))
+      assert.strictEqual((yield* c.closed).code, 1009)
+    }))
+
+  it.scoped("unknown documents close with 4404, deleted ones with 4410, and DELETE closes live sockets with 4410", () =>
+    Effect.gen(function* () {
+      const url = yield* startServer()
+      assert.strictEqual((yield* (yield* connect(url, "no-such-doc")).closed).code, 4404)
+      const id = yield* createDocument(url)
+      const live = yield* connect(url, id)
+      yield* live.take("state")
+      assert.strictEqual((yield* request("DELETE", `${url}/api/v1/documents/${id}`)).status, 204)
+      assert.strictEqual((yield* live.closed).code, 4410)
+      assert.strictEqual((yield* (yield* connect(url, id)).closed).code, 4410)
+    }))
+
+  it.scoped("a reader that stops reading is closed with 4408 while the writer and other readers go on", () =>
+    Effect.gen(function* () {
+      const url = yield* startServer({ config: { maxBufferedBytes: 1024 * 1024 } })
+      const id = yield* createDocument(url)
+      const slow = yield* connect(url, id)
+      const fast = yield* connect(url, id)
+      const writer = yield* connect(url, id)
+      yield* slow.take("state")
+      // Stop reading: the kernel buffers fill, then the server's unsent bytes for this socket grow.
+      slow.ws.pause()
+      const payload = "y".repeat(16 * 1024)
+      const windows = 100
+      const window = 16
+      for (let w = 0; w < windows; w++) {
+        for (let i = 0; i < window; i++) yield* writer.send(update(`op-${w}-${i}`, 0, payload))
+        for (let i = 0; i < window; i++) yield* writer.take("ack")
+      }
+      const total = windows * window
+      const relayed = yield* Effect.forEach(Array.from({ length: total }), () => fast.take("remote_update"))
+      assert.deepStrictEqual(relayed.map((f) => f.seq), Array.from({ length: total }, (_, i) => i + 1))
+      slow.ws.resume()
+      const closed = yield* slow.closed
+      assert.strictEqual(closed.code, 4408)
+      // What the slow reader did get is a gap-free prefix of the log.
+      const got = slow.of("remote_update").map((f) => f.seq)
+      assert.deepStrictEqual(got, Array.from({ length: got.length }, (_, i) => i + 1))
+      assert.isBelow(got.length, total)
+      assert.strictEqual(fast.ws.readyState, fast.ws.OPEN)
+    }))
+
+  it.scoped("shutdown closes sockets with 1001 after acking what it accepted", () =>
+    Effect.gen(function* () {
+      const serverScope = yield* Scope.make()
+      const url = yield* startServer().pipe(Scope.extend(serverScope))
+      const id = yield* createDocument(url)
+      const c = yield* connect(url, id)
+      yield* c.take("state")
+      yield* c.send(update("op-1"))
+      yield* c.take("ack")
+      yield* Scope.close(serverScope, Exit.void)
+      assert.strictEqual((yield* c.closed).code, 1001)
+    }))
+
+  it.scoped("a bad query is refused before the upgrade with a JSON 400", () =>
+    Effect.gen(function* () {
+      const url = yield* startServer()
+      const id = yield* createDocument(url)
+      for (const query of ["since=-1", "since=abc", `actorId=${"z".repeat(129)}`]) {
+        const status = yield* Effect.async<number>((resume) => {
+          const ws = new WebSocket(`${url.replace("http", "ws")}/ws/documents/${id}?${query}`)
+          ws.on("unexpected-response", (_request, response) => resume(Effect.succeed(response.statusCode ?? 0)))
+          ws.on("open", () => resume(Effect.succeed(101)))
+          ws.on("error", () => {})
+        })
+        assert.strictEqual(status, 400, query)
+      }
+    }))
+})
