@@ -31,6 +31,8 @@ export interface ServerConfigShape {
   readonly mailboxCapacity: number
   /** Most updates stored in one transaction (group commit). */
   readonly maxBatchSize: number
+  /** A storage call of a document actor that takes longer fails (clients get `internal` and retry). */
+  readonly storageTimeout: Duration.Duration
   /** Interval of WebSocket ping frames; a peer that has not answered the previous ping by the next is dropped. */
   readonly heartbeatInterval: Duration.Duration
   /** HS256 secret for JWTs; unset means no authentication. */
@@ -54,6 +56,7 @@ export const defaults: ServerConfigShape = {
   maxBufferedBytes: 16 * 1024 * 1024,
   mailboxCapacity: 4096,
   maxBatchSize: 512,
+  storageTimeout: Duration.seconds(10),
   heartbeatInterval: Duration.seconds(30),
   authSecret: Option.none(),
   logLevel: LogLevel.Info
@@ -119,6 +122,7 @@ export const fromEnv: Config.Config<ServerConfigShape> = Config.all({
   ),
   mailboxCapacity: int("MAILBOX_CAPACITY", "Commands a document's mailbox holds", defaults.mailboxCapacity, 1),
   maxBatchSize: int("MAX_BATCH_SIZE", "Most updates stored in one transaction", defaults.maxBatchSize, 1, 10_000),
+  storageTimeout: millis("STORAGE_TIMEOUT_MS", "Longest a document's storage call may take", defaults.storageTimeout),
   heartbeatInterval: millis("HEARTBEAT_MS", "WebSocket ping interval", defaults.heartbeatInterval, 100),
   authSecret: Config.option(
     Config.redacted("AUTH_SECRET").pipe(Config.withDescription("HS256 secret for JWTs; unset: no authentication"))

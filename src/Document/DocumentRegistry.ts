@@ -7,7 +7,7 @@
 import { Cause, Chunk, Clock, Context, Deferred, Duration, Effect, Exit, Layer, Option, Queue, RcMap, type Scope } from "effect"
 import { ServerConfig } from "../Config.js"
 import type { DocumentId } from "../Domain/Document.js"
-import { DocumentStorage } from "../Storage/DocumentStorage.js"
+import { DocumentStorage, withTimeout } from "../Storage/DocumentStorage.js"
 import * as DocumentActor from "./DocumentActor.js"
 
 /** A connection's handle on a document it joined. */
@@ -57,7 +57,7 @@ interface Slot {
 export const make: Effect.Effect<DocumentRegistryShape, never, Scope.Scope | ServerConfig | DocumentStorage> = Effect.gen(
   function* () {
     const config = yield* ServerConfig
-    const storage = yield* DocumentStorage
+    const storage = withTimeout(yield* DocumentStorage, config.storageTimeout)
     const idleMillis = Duration.toMillis(config.presenceIdle)
     const settings: DocumentActor.ActorSettings = {
       snapshotEvery: config.snapshotEvery,

@@ -2,7 +2,7 @@
  * DocumentStorage: where documents, their update logs and snapshots live. One interface, several Layers:
  * `layerMemory` here, SQLite and PostgreSQL in `SqlDocumentStorage`. Every failure is a `StorageError`.
  */
-import { Context, Data, Effect, Layer, Option } from "effect"
+import { Context, Data, Duration, Effect, Layer, Option } from "effect"
 import type { Document, DocumentId, Snapshot, StoredUpdate } from "../Domain/Document.js"
 
 /** The storage backend failed; nothing of the failed call was stored. */
@@ -202,6 +202,32 @@ export const makeMemory: Effect.Effect<DocumentStorageShape> = Effect.gen(functi
     latestSnapshot: (id) => Effect.sync(() => Option.flatMap(live(id, true), (e) => e.snapshot))
   }
 })
+
+/**
+ * The same storage with every call bounded by `timeout`: a call that takes longer fails with a StorageError
+ * (its outcome is then unknown, as with any failure reported after a commit was sent).
+ */
+export const withTimeout = (storage: DocumentStorageShape, timeout: Duration.Duration): DocumentStorageShape => {
+  const bound = <A>(operation: string, effect: Effect.Effect<A, StorageError>) =>
+    Effect.timeoutFail(effect, {
+      duration: timeout,
+      onTimeout: () => new StorageError({ operation, cause: `no answer within ${Duration.format(timeout)}` })
+    })
+  return {
+    ping: bound("ping", storage.ping),
+    create: (title) => bound("create", storage.create(title)),
+    get: (id, includeDeleted) => bound("get", storage.get(id, includeDeleted)),
+    list: (options) => bound("list", storage.list(options)),
+    rename: (id, title) => bound("rename", storage.rename(id, title)),
+    softDelete: (id) => bound("softDelete", storage.softDelete(id)),
+    append: (id, updates) => bound("append", storage.append(id, updates)),
+    findByOpId: (id, opId) => bound("findByOpId", storage.findByOpId(id, opId)),
+    updatesAfter: (id, after, limit) => bound("updatesAfter", storage.updatesAfter(id, after, limit)),
+    latestVersion: (id) => bound("latestVersion", storage.latestVersion(id)),
+    putSnapshot: (id, snapshot) => bound("putSnapshot", storage.putSnapshot(id, snapshot)),
+    latestSnapshot: (id) => bound("latestSnapshot", storage.latestSnapshot(id))
+  }
+}
 
 /** In-memory storage; nothing survives a restart. */
 export const layerMemory: Layer.Layer<DocumentStorage> = Layer.effect(DocumentStorage, makeMemory)

@@ -225,6 +225,27 @@ describe("DocumentRegistry", () => {
     }).pipe(Effect.scoped, Effect.provide(registryLayer({}, storage)))
   })
 
+  it.effect("a storage call that hangs past STORAGE_TIMEOUT_MS fails the update; nothing is acked, then it recovers", () => {
+    let hang = false
+    const storage = wrapStorage((inner) => ({
+      append: (id, updates) => (hang ? Effect.never : inner.append(id, updates))
+    }))
+    return Effect.gen(function* () {
+      const id = yield* createDocument
+      const other = yield* createDocument
+      hang = true
+      const stuck = yield* Effect.fork(update(id, "op-1"))
+      yield* TestClock.adjust(Duration.millis(9_999))
+      assert.strictEqual(stuck.unsafePoll(), null, "still waiting before the timeout")
+      yield* TestClock.adjust(Duration.millis(1))
+      const outcome = yield* Fiber.join(stuck)
+      assert.strictEqual(outcome._tag, "Failed")
+      hang = false
+      assert.deepStrictEqual(yield* update(other, "x"), { _tag: "Stored", seq: 1 })
+      assert.deepStrictEqual(yield* update(id, "op-1"), { _tag: "Stored", seq: 1 })
+    }).pipe(Effect.scoped, Effect.provide(registryLayer({ storageTimeout: Duration.seconds(10) }, storage)))
+  })
+
   it.effect("a leave waits until the connection's submitted commands are served", () =>
     Effect.gen(function* () {
       const id = yield* createDocument
