@@ -209,7 +209,7 @@ export const makeMemory: Effect.Effect<DocumentStorageShape> = Effect.gen(functi
  */
 export const withTimeout = (storage: DocumentStorageShape, timeout: Duration.Duration): DocumentStorageShape => {
   const bound = <A>(operation: string, effect: Effect.Effect<A, StorageError>) =>
-    Effect.timeoutFail(effect, {
+    Effect.timeoutFail(Effect.interruptible(effect), {
       duration: timeout,
       onTimeout: () => new StorageError({ operation, cause: `no answer within ${Duration.format(timeout)}` })
     })
