@@ -13,6 +13,7 @@ import type { DocumentId, Snapshot, StoredUpdate } from "../Domain/Document.js"
 import { updateOut } from "../Domain/Document.js"
 import type { PresenceEntry, StateMessage } from "../Domain/Protocol.js"
 import { DocumentStorage, type StorageError } from "../Storage/DocumentStorage.js"
+import * as Metrics from "./Metrics.js"
 
 /** What the actor needs of a connection. Both methods return at once and never throw. */
 export interface Connection {
@@ -99,6 +100,8 @@ export interface Update {
   readonly delta: Uint8Array
   /** The delta as the client sent it, relayed as is. */
   readonly deltaB64: string
+  /** When the update reached the server (`Clock` nanos), for the ack latency metric. */
+  readonly receivedAt?: bigint
   readonly reply: (outcome: UpdateOutcome) => void
 }
 
@@ -167,6 +170,7 @@ export const load = (
 ): Effect.Effect<Option.Option<DocumentActor>, StorageError, DocumentStorage> =>
   Effect.gen(function* () {
     const storage = yield* DocumentStorage
+    const clock = yield* Effect.clock
     const found = yield* storage.get(documentId, true)
     if (Option.isNone(found)) return Option.none()
     let deleted = found.value.deletedAt !== null
@@ -338,19 +342,26 @@ export const load = (
     /** Group commit: one transaction for the run, then acks and broadcasts in seq order. */
     const updateRun = (run: ReadonlyArray<Update>) =>
       Effect.gen(function* () {
+        const started = yield* Clock.currentTimeNanos
+        const answer = (command: Update, outcome: UpdateOutcome) => {
+          command.reply(outcome)
+          Metrics.add(Metrics.updates, 1, { outcome: outcomeLabel[outcome._tag] })
+          Metrics.record(Metrics.ackLatency, Number(clock.unsafeCurrentTimeNanos() - (command.receivedAt ?? started)) / 1e9)
+        }
         if (deleted) {
-          for (const command of run) command.reply({ _tag: "NotFound" })
+          for (const command of run) answer(command, { _tag: "NotFound" })
           return
         }
         const pending: Array<Update> = []
         for (const command of run) {
           const known = dedupe.get(command.opId)
           if (known !== undefined) {
-            command.reply({ _tag: "Duplicate", seq: known })
+            answer(command, { _tag: "Duplicate", seq: known })
           } else if (command.baseVersion > version) {
             // A retry of a stored update may carry any baseVersion: it is still a duplicate, not an error.
             const stored = yield* storage.findByOpId(documentId, command.opId)
-            command.reply(
+            answer(
+              command,
               Option.match(stored, {
                 onNone: () => ({ _tag: "InvalidBaseVersion", version }),
                 onSome: (update) => ({ _tag: "Duplicate", seq: update.seq })
@@ -361,24 +372,27 @@ export const load = (
           }
         }
         if (pending.length === 0) return
+        const committing = yield* Clock.currentTimeNanos
         const results = yield* storage.append(documentId, pending).pipe(
           Effect.tapError(() => Effect.annotateLogs(Effect.logWarning("append failed; nothing acked"), "documentId", documentId)),
           Effect.orElseSucceed(() => undefined)
         )
         if (results === undefined) {
-          for (const command of pending) command.reply({ _tag: "Failed", message: "storage failed; retry with the same opId" })
+          for (const command of pending) answer(command, { _tag: "Failed", message: "storage failed; retry with the same opId" })
           // The transaction may have committed before the failure was reported: catch up from storage.
           version = yield* storage.latestVersion(documentId).pipe(Effect.orElseSucceed(() => version))
           yield* Effect.ignore(sendMissed)
           return
         }
+        Metrics.record(Metrics.commitLatency, Number(clock.unsafeCurrentTimeNanos() - committing) / 1e9)
+        Metrics.record(Metrics.batchSize, pending.length)
         for (let i = 0; i < pending.length; i++) {
           const command = pending[i] as Update
           const result = results[i]
           if (result === undefined) continue
           remember(command.opId, result.seq)
           if (result.duplicate) {
-            command.reply({ _tag: "Duplicate", seq: result.seq })
+            answer(command, { _tag: "Duplicate", seq: result.seq })
             continue
           }
           version = result.seq
@@ -387,7 +401,7 @@ export const load = (
             if (member.connection !== command.origin) member.connection.send(frame)
             member.lastSeq = result.seq
           }
-          command.reply({ _tag: "Stored", seq: result.seq })
+          answer(command, { _tag: "Stored", seq: result.seq })
         }
         yield* maybeRequestSnapshot(pending[pending.length - 1]?.origin)
       })
@@ -499,6 +513,14 @@ export const once = <A>(reply: (outcome: A) => void): ((outcome: A) => void) => 
     replied = true
     reply(outcome)
   }
+}
+
+const outcomeLabel: Record<UpdateOutcome["_tag"], string> = {
+  Stored: "stored",
+  Duplicate: "duplicate",
+  InvalidBaseVersion: "invalid_base_version",
+  NotFound: "not_found",
+  Failed: "failed"
 }
 
 const presenceLeave = (connection: Connection, reason: "idle" | "disconnect"): string =>

@@ -9,6 +9,7 @@ import { ServerConfig } from "../Config.js"
 import type { DocumentId } from "../Domain/Document.js"
 import { DocumentStorage, withTimeout } from "../Storage/DocumentStorage.js"
 import * as DocumentActor from "./DocumentActor.js"
+import * as Metrics from "./Metrics.js"
 
 /** A connection's handle on a document it joined. */
 export interface Session {
@@ -100,8 +101,10 @@ export const make: Effect.Effect<DocumentRegistryShape, never, Scope.Scope | Ser
           yield* Queue.offer(slot.mailbox, { _tag: "Join", connection, activity, since, reply })
           const outcome = yield* Deferred.await(done)
           if (outcome._tag === "Joined") {
+            Metrics.add(Metrics.connections, 1)
             yield* Effect.addFinalizer(() =>
               Effect.gen(function* () {
+                Metrics.add(Metrics.connections, -1)
                 // Shut down means the registry is gone and the document with it: nothing to leave.
                 if (yield* Queue.isShutdown(slot.mailbox)) return
                 const left = yield* Deferred.make<void>()
@@ -173,8 +176,10 @@ const makeSlot = (
         }
       }).pipe(Effect.annotateLogs("documentId", documentId), Effect.uninterruptible)
 
+    Metrics.add(Metrics.documentsLoaded, 1)
     yield* Effect.addFinalizer(() =>
       Effect.gen(function* () {
+        Metrics.add(Metrics.documentsLoaded, -1)
         const rest = yield* Queue.takeAll(mailbox)
         if (Chunk.isNonEmpty(rest)) yield* run(Chunk.toReadonlyArray(rest))
         yield* Queue.shutdown(mailbox)
