@@ -472,24 +472,15 @@ export const load = (
   })
 
 /** Answers a command that could not be served (storage failed, or the actor crashed while serving it). */
-export const fail = (command: Command, message: string): void => {
-  switch (command._tag) {
-    case "Leave":
-      return command.reply()
-    case "Presence":
-    case "CheckIdle":
-      return
-    case "Join":
-    case "Update":
-    case "ReadUpdates":
-    case "Delete":
-    case "Snapshot":
-      return command.reply({ _tag: "Failed", message })
-  }
-}
+export const fail = (command: Command, message: string): void => settle(command, { _tag: "Failed", message })
 
 /** Answers a command for a document that does not exist. */
-export const notFound = (command: Command): void => {
+export const notFound = (command: Command): void => settle(command, { _tag: "NotFound" })
+
+const settle = (
+  command: Command,
+  outcome: { readonly _tag: "Failed"; readonly message: string } | { readonly _tag: "NotFound" }
+): void => {
   switch (command._tag) {
     case "Leave":
       return command.reply()
@@ -501,7 +492,7 @@ export const notFound = (command: Command): void => {
     case "ReadUpdates":
     case "Delete":
     case "Snapshot":
-      return command.reply({ _tag: "NotFound" })
+      return command.reply(outcome)
   }
 }
 

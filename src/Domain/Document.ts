@@ -32,6 +32,16 @@ export interface Document {
   readonly deletedAt: number | null
 }
 
+/** A new document: version 0, created and updated `at` (epoch millis), with a fresh id. */
+export const newDocument = (title: string, at: number): Document => ({
+  id: crypto.randomUUID() as DocumentId,
+  title,
+  version: 0,
+  createdAt: at,
+  updatedAt: at,
+  deletedAt: null
+})
+
 /** One update of a document's log: an opaque CRDT delta with its server-assigned seq. */
 export interface StoredUpdate {
   readonly seq: number

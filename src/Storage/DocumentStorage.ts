@@ -3,7 +3,7 @@
  * `layerMemory` here, SQLite and PostgreSQL in `SqlDocumentStorage`. Every failure is a `StorageError`.
  */
 import { Context, Data, Duration, Effect, Layer, Option } from "effect"
-import type { Document, DocumentId, Snapshot, StoredUpdate } from "../Domain/Document.js"
+import { type Document, type DocumentId, newDocument, type Snapshot, type StoredUpdate } from "../Domain/Document.js"
 
 /** The storage backend failed; nothing of the failed call was stored. */
 export class StorageError extends Data.TaggedError("StorageError")<{
@@ -105,14 +105,7 @@ export const makeMemory: Effect.Effect<DocumentStorageShape> = Effect.gen(functi
     create: (title) =>
       lock.withPermits(1)(
         Effect.map(now, (at) => {
-          const document: Document = {
-            id: crypto.randomUUID() as DocumentId,
-            title,
-            version: 0,
-            createdAt: at,
-            updatedAt: at,
-            deletedAt: null
-          }
+          const document = newDocument(title, at)
           const entry: Entry = { position: ++position, document, updates: [], byOpId: new Map(), snapshot: Option.none() }
           entries.set(document.id, entry)
           ordered.push(entry)

@@ -12,7 +12,7 @@ import { SqlClient } from "@effect/sql"
 import { PgClient } from "@effect/sql-pg"
 import { SqliteClient } from "@effect/sql-sqlite-node"
 import { Clock, Effect, Layer, Option, Redacted, type Scope } from "effect"
-import type { Document, DocumentId, Snapshot, StoredUpdate } from "../Domain/Document.js"
+import { type Document, type DocumentId, newDocument, type Snapshot, type StoredUpdate } from "../Domain/Document.js"
 import {
   type AppendResult,
   DocumentStorage,
@@ -72,14 +72,7 @@ export const make = (
           orElse: () => Effect.void
         })
         const at = yield* now
-        const document: Document = {
-          id: crypto.randomUUID() as DocumentId,
-          title,
-          version: 0,
-          createdAt: at,
-          updatedAt: at,
-          deletedAt: null
-        }
+        const document = newDocument(title, at)
         yield* sql`INSERT INTO ${documents} ${
           sql.insert({ id: document.id, title, version: 0, created_at: at, updated_at: at, deleted_at: null })
         }`
