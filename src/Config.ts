@@ -35,6 +35,14 @@ export interface ServerConfigShape {
   readonly storageTimeout: Duration.Duration
   /** Interval of WebSocket ping frames; a peer that has not answered the previous ping by the next is dropped. */
   readonly heartbeatInterval: Duration.Duration
+  /** Messages per second a WebSocket connection may send on average (token bucket refill rate). */
+  readonly rateLimitPerSecond: number
+  /** Messages a WebSocket connection may send in a burst (token bucket size); over it → `rate_limited`. */
+  readonly rateLimitBurst: number
+  /** Open WebSocket connections per document; one more is closed with 4429. */
+  readonly maxConnectionsPerDocument: number
+  /** Open WebSocket connections in the whole server; one more is closed with 4429. */
+  readonly maxConnections: number
   /** HS256 secret for JWTs; unset means no authentication. */
   readonly authSecret: Option.Option<Redacted.Redacted<string>>
   readonly logLevel: LogLevel.LogLevel
@@ -58,6 +66,10 @@ export const defaults: ServerConfigShape = {
   maxBatchSize: 512,
   storageTimeout: Duration.seconds(10),
   heartbeatInterval: Duration.seconds(30),
+  rateLimitPerSecond: 1000,
+  rateLimitBurst: 2000,
+  maxConnectionsPerDocument: 1000,
+  maxConnections: 10_000,
   authSecret: Option.none(),
   logLevel: LogLevel.Info
 }
@@ -124,8 +136,33 @@ export const fromEnv: Config.Config<ServerConfigShape> = Config.all({
   maxBatchSize: int("MAX_BATCH_SIZE", "Most updates stored in one transaction", defaults.maxBatchSize, 1, 10_000),
   storageTimeout: millis("STORAGE_TIMEOUT_MS", "Longest a document's storage call may take", defaults.storageTimeout),
   heartbeatInterval: millis("HEARTBEAT_MS", "WebSocket ping interval", defaults.heartbeatInterval, 100),
+  rateLimitPerSecond: int(
+    "RATE_LIMIT_PER_SECOND",
+    "Messages per second a WebSocket connection may send on average",
+    defaults.rateLimitPerSecond,
+    1
+  ),
+  rateLimitBurst: int("RATE_LIMIT_BURST", "Messages a WebSocket connection may send in a burst", defaults.rateLimitBurst, 1),
+  maxConnectionsPerDocument: int(
+    "MAX_CONNECTIONS_PER_DOCUMENT",
+    "Open WebSocket connections per document (one more is closed with 4429)",
+    defaults.maxConnectionsPerDocument,
+    1
+  ),
+  maxConnections: int(
+    "MAX_CONNECTIONS",
+    "Open WebSocket connections in the server (one more is closed with 4429)",
+    defaults.maxConnections,
+    1
+  ),
   authSecret: Config.option(
-    Config.redacted("AUTH_SECRET").pipe(Config.withDescription("HS256 secret for JWTs; unset: no authentication"))
+    Config.redacted("AUTH_SECRET").pipe(
+      Config.validate({
+        message: "AUTH_SECRET must not be empty (unset it to run without authentication)",
+        validation: (secret) => Redacted.value(secret).trim().length > 0
+      }),
+      Config.withDescription("HS256 secret for JWTs (use 32 random characters or more); unset: no authentication")
+    )
   ),
   logLevel
 })

@@ -6,7 +6,7 @@
 export const GoingAway = 1001
 /** A frame over MAX_MESSAGE_BYTES. */
 export const MessageTooBig = 1009
-/** Missing, invalid or expired token. */
+/** Missing, invalid or expired token (also: the token expired while the socket was open). */
 export const Unauthorized = 4401
 /** The token does not grant this document. */
 export const Forbidden = 4403
@@ -14,6 +14,11 @@ export const Forbidden = 4403
 export const NotFound = 4404
 /** The client fell too far behind (its outbound buffer overflowed); it resumes with `since`. */
 export const SlowConsumer = 4408
+/**
+ * Too many connections: the server is at MAX_CONNECTIONS, or the document at MAX_CONNECTIONS_PER_DOCUMENT.
+ * Transient: reconnect later, with backoff.
+ */
+export const TooManyConnections = 4429
 /** The document was deleted. */
 export const Gone = 4410
 /** The server failed while serving the join (storage unreachable); reconnect later. */
@@ -26,6 +31,7 @@ export const reason: Record<number, string> = {
   [Forbidden]: "forbidden",
   [NotFound]: "document not found",
   [SlowConsumer]: "too far behind; resume with since",
+  [TooManyConnections]: "too many connections; retry later",
   [Gone]: "document deleted",
   [InternalError]: "internal error; reconnect later"
 }

@@ -10,6 +10,20 @@ export class BadRequest extends Schema.TaggedError<BadRequest>()(
   HttpApiSchema.annotations({ status: 400 })
 ) {}
 
+/** Missing, malformed, forged or expired credentials (protocol section 4). */
+export class Unauthorized extends Schema.TaggedError<Unauthorized>()(
+  "Unauthorized",
+  { message: Schema.String },
+  HttpApiSchema.annotations({ status: 401, description: "Missing, malformed, forged or expired token" })
+) {}
+
+/** Valid credentials that do not grant this action on this document (protocol section 4). */
+export class Forbidden extends Schema.TaggedError<Forbidden>()(
+  "Forbidden",
+  { message: Schema.String },
+  HttpApiSchema.annotations({ status: 403, description: "The token does not grant this action or document" })
+) {}
+
 export class DocumentNotFound extends Schema.TaggedError<DocumentNotFound>()(
   "DocumentNotFound",
   { message: Schema.String, documentId: Schema.String },
