@@ -12,12 +12,14 @@ import { DocumentId, DocumentOut, Title, UpdateOut } from "../Domain/Document.js
 import {
   BadRequest,
   DocumentNotFound,
+  Forbidden,
   InternalError,
   InvalidBaseVersion,
   ServiceUnavailable,
   SnapshotNotFound
 } from "../Domain/Errors.js"
 import { ActorId, OpId } from "../Domain/Protocol.js"
+import { Authentication } from "./Authorizer.js"
 
 /** Largest and default page size of `GET /documents`. */
 export const MAX_PAGE_SIZE = 500
@@ -187,6 +189,10 @@ export const DocumentsGroup = HttpApiGroup.make("documents")
       .addError(SnapshotNotFound)
       .annotate(OpenApi.Summary, "The latest snapshot")
   )
+  // Every documents endpoint needs a bearer token when AUTH_SECRET is set: 401 without a valid one (from the
+  // middleware), 403 when its role or `docs` do not grant the call (from the handler, via the Authorizer).
+  .middleware(Authentication)
+  .addError(Forbidden)
 
 /**
  * The whole REST API. Every endpoint may also answer 400 (`HttpApiDecodeError`, added by `HttpApi.make`) and

@@ -1,6 +1,10 @@
 /**
  * Handlers of the `documents` group: document CRUD over `DocumentStorage`, deletes through the `DocumentRegistry`. Endpoints added to `DocumentsGroup` in
  * `Api.ts` must be handled here too (one more `.handle(name, ...)`), or the group Layer does not type-check.
+ *
+ * Every handler starts with `allow(action, id)`: the `Authentication` middleware has already established the
+ * `CurrentPrincipal` (401 otherwise), and the `Authorizer` decides whether it may do this (403 otherwise) before
+ * anything is read, so a caller without the right learns nothing, not even whether the document exists.
  */
 import { HttpApiBuilder } from "@effect/platform"
 import { Effect, Either, Option } from "effect"
@@ -12,6 +16,7 @@ import { DocumentRegistry } from "../Document/DocumentRegistry.js"
 import { BadRequest, DocumentNotFound, InternalError, InvalidBaseVersion, SnapshotNotFound } from "../Domain/Errors.js"
 import { DocumentStorage, type StorageError } from "../Storage/DocumentStorage.js"
 import { Api } from "./Api.js"
+import { type Action, Authorizer, CurrentPrincipal } from "./Authorizer.js"
 import * as Cursor from "./Cursor.js"
 
 export const DocumentsHandlers = HttpApiBuilder.group(Api, "documents", (handlers) =>
@@ -19,6 +24,10 @@ export const DocumentsHandlers = HttpApiBuilder.group(Api, "documents", (handler
     const storage = yield* DocumentStorage
     const registry = yield* DocumentRegistry
     const config = yield* ServerConfig
+    const authorizer = yield* Authorizer
+
+    const allow = (action: Action, documentId?: DocumentId) =>
+      Effect.flatMap(CurrentPrincipal, (principal) => authorizer.authorize(principal, action, documentId))
 
     const found = (id: DocumentId) =>
       Option.match({
@@ -29,10 +38,15 @@ export const DocumentsHandlers = HttpApiBuilder.group(Api, "documents", (handler
 
     return handlers
       .handle("create", ({ payload }) =>
-        storage.create(payload.title).pipe(Effect.map(DocumentOut.fromDocument), refailStorage)
+        allow("create").pipe(
+          Effect.zipRight(storage.create(payload.title)),
+          Effect.map(DocumentOut.fromDocument),
+          refailStorage
+        )
       )
       .handle("list", ({ urlParams }) =>
         Effect.gen(function* () {
+          yield* allow("list")
           const after = urlParams.cursor === undefined
             ? Option.none<number>()
             : Option.some(
@@ -49,14 +63,22 @@ export const DocumentsHandlers = HttpApiBuilder.group(Api, "documents", (handler
         }).pipe(refailStorage)
       )
       .handle("get", ({ path, urlParams }) =>
-        storage.get(path.id, urlParams.include_deleted).pipe(Effect.flatMap(found(path.id)), refailStorage)
+        allow("read", path.id).pipe(
+          Effect.zipRight(storage.get(path.id, urlParams.include_deleted)),
+          Effect.flatMap(found(path.id)),
+          refailStorage
+        )
       )
       .handle("rename", ({ path, payload }) =>
-        storage.rename(path.id, payload.title).pipe(Effect.flatMap(found(path.id)), refailStorage)
+        allow("rename", path.id).pipe(
+          Effect.zipRight(storage.rename(path.id, payload.title)),
+          Effect.flatMap(found(path.id)),
+          refailStorage
+        )
       )
       // Through the registry: a loaded document must stop taking updates and close its sockets (4410).
       .handle("delete", ({ path }) =>
-        Effect.flatMap(registry.remove(path.id), (outcome): Effect.Effect<void, DocumentNotFound | InternalError> => {
+        Effect.flatMap(Effect.zipRight(allow("delete", path.id), registry.remove(path.id)), (outcome): Effect.Effect<void, DocumentNotFound | InternalError> => {
           switch (outcome._tag) {
             case "Deleted":
               return Effect.void
@@ -68,7 +90,7 @@ export const DocumentsHandlers = HttpApiBuilder.group(Api, "documents", (handler
         })
       )
       .handle("listUpdates", ({ path, urlParams }) =>
-        Effect.flatMap(registry.read(path.id, urlParams.after, urlParams.limit), (outcome): Effect.Effect<
+        Effect.flatMap(Effect.zipRight(allow("read", path.id), registry.read(path.id, urlParams.after, urlParams.limit)), (outcome): Effect.Effect<
           { readonly version: number; readonly updates: ReadonlyArray<UpdateOut> },
           DocumentNotFound | InternalError
         > => {
@@ -84,6 +106,7 @@ export const DocumentsHandlers = HttpApiBuilder.group(Api, "documents", (handler
       )
       .handle("submitUpdate", ({ path, payload }) =>
         Effect.gen(function* () {
+          yield* allow("write", path.id)
           const decoded = Protocol.decodePayload(payload.deltaB64, "deltaB64", config.maxUpdateBytes)
           if ("type" in decoded) return yield* Effect.fail(new BadRequest({ message: decoded.message }))
           const outcome = yield* registry.update(path.id, { ...payload, delta: decoded.bytes })
@@ -103,6 +126,7 @@ export const DocumentsHandlers = HttpApiBuilder.group(Api, "documents", (handler
       )
       .handle("snapshot", ({ path }) =>
         Effect.gen(function* () {
+          yield* allow("read", path.id)
           if (Option.isNone(yield* storage.get(path.id))) return yield* Effect.fail(DocumentNotFound.of(path.id))
           const snapshot = yield* storage.latestSnapshot(path.id)
           if (Option.isNone(snapshot)) {

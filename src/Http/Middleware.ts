@@ -1,7 +1,8 @@
 /**
  * The router-wide HTTP middleware: body limit (413), JSON bodies with a `message` for every error the router and
  * the HTTP layer answer themselves (404, malformed JSON, defects), a one-line `message` for schema decode errors,
- * and one log line per request (method, path without query, status, duration).
+ * a `WWW-Authenticate: Bearer` challenge on 401s, and one log line per request (method, path without query,
+ * status, duration). Query strings are never logged: a WebSocket join may carry its token there.
  */
 import { HttpLayerRouter, HttpServerRequest, HttpServerRespondable, HttpServerResponse } from "@effect/platform"
 import * as HttpIncomingMessage from "@effect/platform/HttpIncomingMessage"
@@ -26,7 +27,8 @@ export const layer = HttpLayerRouter.middleware(
           effect.pipe(
             HttpIncomingMessage.withMaxBodySize(maxBody),
             Effect.catchAllCause((cause) => errorResponse(cause, request, config.maxMessageBytes)),
-            Effect.map(conciseDecodeError)
+            Effect.map(conciseDecodeError),
+            Effect.map(bearerChallenge)
           )
         const response = yield* (declaredLength(request) > config.maxMessageBytes
           ? Effect.succeed(tooLarge(config.maxMessageBytes))
@@ -107,6 +109,12 @@ const conciseDecodeError = (response: HttpServerResponse.HttpServerResponse): Ht
     { status: 400, headers: response.headers }
   )
 }
+
+/** RFC 6750: a 401 names the scheme the client should authenticate with. */
+const bearerChallenge = (response: HttpServerResponse.HttpServerResponse): HttpServerResponse.HttpServerResponse =>
+  response.status === 401 && response.headers["www-authenticate"] === undefined
+    ? HttpServerResponse.setHeader(response, "www-authenticate", "Bearer realm=\"docsync\"")
+    : response
 
 const DecodeErrorBody = Schema.parseJson(
   Schema.Struct({

@@ -16,8 +16,10 @@ import * as DocumentRegistry from "../Document/DocumentRegistry.js"
 import type { DocumentStorage } from "../Storage/DocumentStorage.js"
 import { describeDatabaseUrl } from "../Storage/StorageLayer.js"
 import { Api, PREFIX } from "./Api.js"
+import * as Authorizer from "./Authorizer.js"
 import { DocumentsHandlers } from "./DocumentsHandlers.js"
 import { HealthHandlers } from "./HealthHandlers.js"
+import * as Limits from "./Limits.js"
 import * as MetricsRoute from "./MetricsRoute.js"
 import * as Middleware from "./Middleware.js"
 import * as SyncSocket from "./SyncSocket.js"
@@ -27,7 +29,9 @@ export const SHUTDOWN_GRACE = Duration.seconds(10)
 
 /** The REST API (`/api/v1/...`) and its OpenAPI document (`/api/v1/openapi.json`). */
 export const apiRoutes = HttpLayerRouter.addHttpApi(Api, { openapiPath: `${PREFIX}/openapi.json` }).pipe(
-  Layer.provide([HealthHandlers, DocumentsHandlers])
+  Layer.provide([HealthHandlers, DocumentsHandlers]),
+  // The documents group's security middleware: checks bearer tokens with the Authorizer.
+  Layer.provide(Authorizer.layerAuthentication)
 )
 
 /** Swagger UI at `/docs`. */
@@ -39,20 +43,31 @@ export const docsRoute = HttpApiSwagger.layerHttpLayerRouter({ api: Api, path: "
 export const routes = Layer.mergeAll(apiRoutes, docsRoute, SyncSocket.route, MetricsRoute.route)
 
 /**
- * The HTTP server: listens on `config.host:config.port` and serves `routes`, with the document registry below it.
- * Provide `DocumentStorage` and `ServerConfig` below it in turn, so that shutdown stops the server first: it stops
- * accepting, lets in-flight requests finish (up to `SHUTDOWN_GRACE`), then the registry and storage are released.
+ * The HTTP server with the `Authorizer` left to the caller: an embedding application provides its own policy
+ * (`Layer.provide(myAuthorizer)`); `layer` provides the one `ServerConfig` selects.
  */
-export const layer: Layer.Layer<HttpServer.HttpServer, ServeError, DocumentStorage | ServerConfig> = Layer.effectDiscard(
-  logStartup()
-).pipe(
+export const layerWithAuthorizer: Layer.Layer<
+  HttpServer.HttpServer,
+  ServeError,
+  DocumentStorage | ServerConfig | Authorizer.Authorizer
+> = Layer.effectDiscard(logStartup()).pipe(
   Layer.provide(
     HttpLayerRouter.serve(Layer.mergeAll(routes, Middleware.layer), { disableLogger: true, disableListenLog: true })
   ),
   Layer.provideMerge(Layer.scoped(HttpServer.HttpServer, makeNodeServer())),
   Layer.provide(NodeHttpServer.layerContext),
   // Below the server: built before it listens, released after it has drained.
-  Layer.provide(DocumentRegistry.layer)
+  Layer.provide(Layer.mergeAll(DocumentRegistry.layer, Limits.layer))
+)
+
+/**
+ * The HTTP server: listens on `config.host:config.port` and serves `routes`, with the document registry below it.
+ * Provide `DocumentStorage` and `ServerConfig` below it in turn, so that shutdown stops the server first: it stops
+ * accepting, lets in-flight requests finish (up to `SHUTDOWN_GRACE`), then the registry and storage are released.
+ * Authentication follows `AUTH_SECRET` (`Authorizer.layerFromConfig`: JWT when set, open when unset).
+ */
+export const layer: Layer.Layer<HttpServer.HttpServer, ServeError, DocumentStorage | ServerConfig> = layerWithAuthorizer.pipe(
+  Layer.provide(Authorizer.layerFromConfig)
 )
 
 /** The base URL clients use to reach `server` (`http://host:port`, with 0.0.0.0 / :: shown as 127.0.0.1). */

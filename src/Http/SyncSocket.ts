@@ -2,12 +2,18 @@
  * The WebSocket route `GET /ws/documents/:id` (protocol section 2): one connection per socket, joined to its
  * document's actor through the DocumentRegistry.
  *
+ * Admission, after the upgrade and before the join: the Authorizer authenticates the join (else close 4401),
+ * authorizes `read` on the document (else 4403) and says whether the connection may `write` (else its `update`
+ * and `snapshot` messages get `forbidden`); then the connection caps are checked (else 4429). An open socket is
+ * closed with 4401 when its credentials expire.
+ *
  * Frames are read synchronously into an inbound queue (in arrival order) and drained by one fiber per
- * connection; the actor writes outbound frames straight to the socket, bounded by MAX_BUFFERED_BYTES.
+ * connection; each frame takes a token from the connection's bucket (else `rate_limited`, not served). The actor
+ * writes outbound frames straight to the socket, bounded by MAX_BUFFERED_BYTES.
  */
 import { HttpLayerRouter, HttpRouter, HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import { NodeHttpServerRequest } from "@effect/platform-node"
-import { Deferred, Effect, Fiber, Option, Queue, Schedule } from "effect"
+import { Clock, Deferred, Duration, Effect, Either, Fiber, Option, Queue, Schedule } from "effect"
 import type { WebSocket } from "ws"
 import { ServerConfig, type ServerConfigShape } from "../Config.js"
 import * as CloseCodes from "../Domain/CloseCodes.js"
@@ -15,6 +21,8 @@ import type { DocumentId } from "../Domain/Document.js"
 import * as Protocol from "../Domain/Protocol.js"
 import * as DocumentActor from "../Document/DocumentActor.js"
 import { DocumentRegistry, type Session } from "../Document/DocumentRegistry.js"
+import { Authorizer, type AuthorizerShape, type Principal, socketCredentials } from "./Authorizer.js"
+import { ConnectionLimits, makeTokenBucket, type TokenBucket } from "./Limits.js"
 
 export const path = "/ws/documents/:id"
 
@@ -29,12 +37,15 @@ const handle = (request: HttpServerRequest.HttpServerRequest) =>
   Effect.gen(function* () {
     const config = yield* ServerConfig
     const registry = yield* DocumentRegistry
+    const authorizer = yield* Authorizer
+    const limits = yield* ConnectionLimits
     const params = yield* HttpRouter.params
     const query = parseQuery(request.url)
     if (typeof query === "string") {
       return yield* HttpServerResponse.json({ message: query }, { status: 400 })
     }
     const documentId = (params.id ?? "") as DocumentId
+    const credentials = socketCredentials(request)
     const socket = yield* request.upgrade
     yield* Effect.scoped(
       Effect.gen(function* () {
@@ -61,8 +72,30 @@ const handle = (request: HttpServerRequest.HttpServerRequest) =>
         yield* Effect.addFinalizer(() =>
           Effect.sync(() => connection.close(CloseCodes.GoingAway, CloseCodes.reason[CloseCodes.GoingAway] ?? "going away"))
         )
+        const admission = yield* admit(authorizer, credentials, documentId)
+        if (Either.isLeft(admission)) {
+          yield* Effect.logInfo("client refused", admission.left.message).pipe(
+            Effect.annotateLogs({ documentId, closeCode: admission.left.code })
+          )
+          return connection.close(admission.left.code, closeReason(admission.left.message))
+        }
+        const { principal, writeDenied } = admission.right
+        const refusal = yield* limits.acquire(documentId)
+        if (Option.isSome(refusal)) {
+          const message = refusal.value === "server"
+            ? `too many connections: the server holds MAX_CONNECTIONS (${config.maxConnections}); retry later`
+            : `too many connections: the document holds MAX_CONNECTIONS_PER_DOCUMENT (${config.maxConnectionsPerDocument}); retry later`
+          yield* Effect.logWarning("client refused", message).pipe(
+            Effect.annotateLogs({ documentId, closeCode: CloseCodes.TooManyConnections })
+          )
+          return connection.close(CloseCodes.TooManyConnections, closeReason(message))
+        }
+        const limit: FrameLimit = {
+          bucket: yield* makeTokenBucket({ perSecond: config.rateLimitPerSecond, burst: config.rateLimitBurst }),
+          writeDenied
+        }
         const [outcome, session] = yield* registry.join(documentId, connection, query.since)
-        const log = Effect.annotateLogs({ documentId, clientId: connection.clientId })
+        const log = Effect.annotateLogs({ documentId, clientId: connection.clientId, subject: principal.subject })
         switch (outcome._tag) {
           case "NotFound":
             return connection.close(CloseCodes.NotFound, "document not found")
@@ -76,6 +109,9 @@ const handle = (request: HttpServerRequest.HttpServerRequest) =>
         }
         yield* Effect.logInfo("client joined", { version: outcome.version, since: query.since ?? null }).pipe(log)
         yield* heartbeat(ws, config).pipe(Effect.forkIn(scope))
+        if (Option.isSome(principal.expiresAt)) {
+          yield* closeAtExpiry(principal.expiresAt.value, connection).pipe(Effect.forkIn(scope))
+        }
         const serveFrames = Effect.gen(function* () {
           while (true) {
             const frame = yield* Queue.take(inbound)
@@ -83,7 +119,7 @@ const handle = (request: HttpServerRequest.HttpServerRequest) =>
               paused = false
               ws.resume()
             }
-            yield* serveFrame(frame, connection, session, config)
+            yield* serveFrame(frame, connection, session, config, limit)
           }
         })
         const exit = yield* Effect.raceFirst(Fiber.join(reader), serveFrames).pipe(Effect.exit)
@@ -146,14 +182,29 @@ const makeConnection = (ws: WebSocket, actorId: string | undefined, config: Serv
   }
 }
 
+/** What a connection may send: its rate, and whether it may write (None) or why not (Some). */
+interface FrameLimit {
+  readonly bucket: TokenBucket
+  readonly writeDenied: Option.Option<string>
+}
+
 const serveFrame = (
   frame: string | Uint8Array,
   connection: SocketConnection,
   session: Session,
-  config: ServerConfigShape
+  config: ServerConfigShape,
+  limit: FrameLimit
 ): Effect.Effect<void> => {
   const reply = (message: Protocol.ServerMessage) => connection.send(JSON.stringify(message))
   session.touch()
+  if (!limit.bucket.tryTake()) {
+    reply(Protocol.errorMessage(
+      "rate_limited",
+      `over ${config.rateLimitPerSecond} messages per second (burst ${config.rateLimitBurst}); this message was not processed`,
+      opIdOf(frame)
+    ))
+    return Effect.void
+  }
   if (typeof frame !== "string") {
     reply(Protocol.errorMessage("bad_message", "binary frames are not supported; send JSON text"))
     return Effect.void
@@ -172,6 +223,10 @@ const serveFrame = (
       reply({ type: "pong" })
       return Effect.void
     case "update":
+      if (Option.isSome(limit.writeDenied)) {
+        reply(Protocol.errorMessage("forbidden", limit.writeDenied.value, decoded.opId))
+        return Effect.void
+      }
       return session.submit({
         _tag: "Update",
         origin: connection,
@@ -185,6 +240,10 @@ const serveFrame = (
     case "presence":
       return session.submit({ _tag: "Presence", connection, state: decoded.state })
     case "snapshot":
+      if (Option.isSome(limit.writeDenied)) {
+        reply(Protocol.errorMessage("forbidden", limit.writeDenied.value))
+        return Effect.void
+      }
       return session.submit({
         _tag: "Snapshot",
         connection,
@@ -225,6 +284,67 @@ const updateReply = (opId: string, outcome: DocumentActor.UpdateOutcome): Protoc
     case "Failed":
       return Protocol.errorMessage("internal", outcome.message, opId)
   }
+}
+
+/** A refused join: the close code and a message saying why. */
+interface Refused {
+  readonly code: number
+  readonly message: string
+}
+
+/**
+ * Who joins and what they may do: authenticated (else 4401) and allowed to read the document (else 4403); asked
+ * once whether they may write.
+ */
+const admit = (
+  authorizer: AuthorizerShape,
+  credentials: Parameters<AuthorizerShape["authenticate"]>[0],
+  documentId: DocumentId
+): Effect.Effect<Either.Either<{ readonly principal: Principal; readonly writeDenied: Option.Option<string> }, Refused>> =>
+  Effect.gen(function* () {
+    const principal = yield* Effect.either(authorizer.authenticate(credentials))
+    if (Either.isLeft(principal)) return Either.left({ code: CloseCodes.Unauthorized, message: principal.left.message })
+    const read = yield* Effect.either(authorizer.authorize(principal.right, "read", documentId))
+    if (Either.isLeft(read)) return Either.left({ code: CloseCodes.Forbidden, message: read.left.message })
+    const write = yield* Effect.either(authorizer.authorize(principal.right, "write", documentId))
+    return Either.right({
+      principal: principal.right,
+      writeDenied: Either.match(write, { onLeft: (error) => Option.some(error.message), onRight: () => Option.none() })
+    })
+  })
+
+/** Closes the connection with 4401 once its credentials have expired (sleeping in steps JS timers can hold). */
+const closeAtExpiry = (expiresAt: number, connection: SocketConnection) =>
+  Effect.gen(function* () {
+    let now = yield* Clock.currentTimeMillis
+    while (now < expiresAt) {
+      yield* Effect.sleep(Duration.millis(Math.min(expiresAt - now, MAX_SLEEP_MILLIS)))
+      now = yield* Clock.currentTimeMillis
+    }
+    connection.close(CloseCodes.Unauthorized, "token expired")
+  })
+
+/** Below the longest timer Node accepts (about 24.8 days); Effect treats longer sleeps as infinite. */
+const MAX_SLEEP_MILLIS = 24 * 60 * 60 * 1000
+
+/** The opId of an update frame, to name it in an error when it is refused before being decoded. */
+const opIdOf = (frame: string | Uint8Array): string | undefined => {
+  if (typeof frame !== "string") return undefined
+  try {
+    const parsed: unknown = JSON.parse(frame)
+    if (typeof parsed !== "object" || parsed === null || !("opId" in parsed)) return undefined
+    const opId = parsed.opId
+    return typeof opId === "string" && opId.length >= 1 && opId.length <= 128 ? opId : undefined
+  } catch {
+    return undefined
+  }
+}
+
+/** A close reason fits in 123 bytes of UTF-8 (ws throws otherwise). */
+const closeReason = (message: string): string => {
+  const characters = Array.from(message)
+  while (Buffer.byteLength(characters.join("")) > 123) characters.pop()
+  return characters.join("")
 }
 
 /** WebSocket pings; a peer that has not answered the previous ping by the next one is dropped. */

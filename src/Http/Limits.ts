@@ -1,0 +1,93 @@
+/**
+ * Per-connection and per-server limits of the WebSocket route: a token bucket per connection (messages per
+ * second with a burst, RATE_LIMIT_PER_SECOND / RATE_LIMIT_BURST) and the connection caps
+ * (MAX_CONNECTIONS_PER_DOCUMENT / MAX_CONNECTIONS). The REST body limit is in `Middleware.ts`.
+ */
+import { Context, Effect, Layer, Option, type Scope } from "effect"
+import { ServerConfig } from "../Config.js"
+import type { DocumentId } from "../Domain/Document.js"
+
+/** A token bucket: `burst` tokens at most, refilled continuously at `perSecond`; one message takes one token. */
+export interface TokenBucket {
+  /** Takes a token if one is available (true: the message may be served). Synchronous: called for every frame. */
+  readonly tryTake: () => boolean
+  /** Tokens available now (fractional while refilling). */
+  readonly available: () => number
+}
+
+/** A full bucket whose refills follow `Clock` (so `TestClock.adjust` drives them in tests). */
+export const makeTokenBucket = (options: { readonly perSecond: number; readonly burst: number }): Effect.Effect<TokenBucket> =>
+  Effect.map(Effect.clock, (clock) => {
+    let tokens = options.burst
+    let last = clock.unsafeCurrentTimeMillis()
+    const refill = () => {
+      const now = clock.unsafeCurrentTimeMillis()
+      if (now > last) tokens = Math.min(options.burst, tokens + ((now - last) * options.perSecond) / 1000)
+      last = now
+    }
+    return {
+      tryTake: () => {
+        refill()
+        if (tokens < 1) return false
+        tokens -= 1
+        return true
+      },
+      available: () => {
+        refill()
+        return tokens
+      }
+    }
+  })
+
+/** Which cap refused a connection. */
+export type Refusal = "server" | "document"
+
+export interface ConnectionLimitsShape {
+  /**
+   * Holds one connection slot of `documentId` (and of the server) until the current scope closes. Returns the cap
+   * that refuses it, if any; a refused connection holds nothing.
+   */
+  readonly acquire: (documentId: DocumentId) => Effect.Effect<Option.Option<Refusal>, never, Scope.Scope>
+  /** Connections held now: in the server, and on one document. */
+  readonly count: (documentId?: DocumentId) => Effect.Effect<number>
+}
+
+/** Counts WebSocket connections against MAX_CONNECTIONS and MAX_CONNECTIONS_PER_DOCUMENT. */
+export class ConnectionLimits extends Context.Tag("docsync/ConnectionLimits")<ConnectionLimits, ConnectionLimitsShape>() {}
+
+/** In-process counters: one Node process serves a document, so they are the whole truth. */
+export const makeConnectionLimits = (caps: {
+  readonly maxConnections: number
+  readonly maxConnectionsPerDocument: number
+}): ConnectionLimitsShape => {
+  let total = 0
+  const perDocument = new Map<DocumentId, number>()
+  const release = (documentId: DocumentId) =>
+    Effect.sync(() => {
+      total--
+      const left = (perDocument.get(documentId) ?? 1) - 1
+      if (left === 0) perDocument.delete(documentId)
+      else perDocument.set(documentId, left)
+    })
+  return {
+    acquire: (documentId) =>
+      Effect.acquireRelease(
+        Effect.sync((): Option.Option<Refusal> => {
+          if (total >= caps.maxConnections) return Option.some("server")
+          const onDocument = perDocument.get(documentId) ?? 0
+          if (onDocument >= caps.maxConnectionsPerDocument) return Option.some("document")
+          total++
+          perDocument.set(documentId, onDocument + 1)
+          return Option.none()
+        }),
+        (refusal) => (Option.isNone(refusal) ? release(documentId) : Effect.void)
+      ),
+    count: (documentId) => Effect.sync(() => (documentId === undefined ? total : perDocument.get(documentId) ?? 0))
+  }
+}
+
+/** The caps from `ServerConfig`. */
+export const layer: Layer.Layer<ConnectionLimits, never, ServerConfig> = Layer.effect(
+  ConnectionLimits,
+  Effect.map(ServerConfig, makeConnectionLimits)
+)
