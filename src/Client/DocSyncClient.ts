@@ -462,7 +462,7 @@ export class DocSyncClient extends Emitter<ClientEvents> {
       if (this.connection === connection) this.lost(connection, event.code, event.reason)
     }
     // An error is always followed by a close event; that is where the client reacts.
-    socket.onerror = () => {}
+    socket.onerror = ignore
     this.armWatchdog(connection)
   }
 
@@ -500,8 +500,9 @@ export class DocSyncClient extends Emitter<ClientEvents> {
     const socket = connection.socket
     socket.onmessage = null
     socket.onclose = null
-    socket.onerror = null
     socket.onopen = null
+    // Not null: `ws` reports closing a socket that is still connecting as an error event, which must be handled.
+    socket.onerror = ignore
     if (this.connection === connection) this.connection = undefined
     this.disarmWatchdog()
     for (const update of this.pending) update.sentOn = undefined
@@ -839,6 +840,8 @@ const randomId = (random: () => number, length: number): string => {
   for (let i = 0; i < length; i++) id += ALPHABET[Math.floor(random() * ALPHABET.length)] ?? "0"
   return id
 }
+
+const ignore = (): void => {}
 
 const describe = (error: unknown): string => (error instanceof Error ? error.message : String(error))
 
