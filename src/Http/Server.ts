@@ -17,6 +17,7 @@ import type { DocumentStorage } from "../Storage/DocumentStorage.js"
 import { describeDatabaseUrl } from "../Storage/StorageLayer.js"
 import { Api, PREFIX } from "./Api.js"
 import * as Authorizer from "./Authorizer.js"
+import * as DemoRoute from "./DemoRoute.js"
 import { DocumentsHandlers } from "./DocumentsHandlers.js"
 import { HealthHandlers } from "./HealthHandlers.js"
 import * as Limits from "./Limits.js"
@@ -40,7 +41,7 @@ export const docsRoute = HttpApiSwagger.layerHttpLayerRouter({ api: Api, path: "
 /**
  * Every route of the server: merge new route Layers here. Services they need are provided in `layer`.
  */
-export const routes = Layer.mergeAll(apiRoutes, docsRoute, SyncSocket.route, MetricsRoute.route)
+export const routes = Layer.mergeAll(apiRoutes, docsRoute, SyncSocket.route, MetricsRoute.route, DemoRoute.route)
 
 /**
  * The HTTP server with the `Authorizer` left to the caller: an embedding application provides its own policy
