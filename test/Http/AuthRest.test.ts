@@ -154,7 +154,7 @@ describe("REST authorization", () => {
       assert.strictEqual((yield* call("GET", `${base}/api/v1/documents/no-such-doc`, star)).status, 404)
     }))
 
-  it.scopedLive("a 403 comes before the body is even looked at (no 400 leaks through)", () =>
+  it.scopedLive("a 403 comes before the delta is decoded: a forbidden caller does not learn it was bad", () =>
     Effect.gen(function* () {
       const base = yield* startAuthServer()
       const id = yield* createDocument(base)
