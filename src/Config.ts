@@ -31,6 +31,8 @@ export interface ServerConfigShape {
   readonly mailboxCapacity: number
   /** Most updates stored in one transaction (group commit). */
   readonly maxBatchSize: number
+  /** SQLite only: `full` fsyncs every commit (acks survive power loss); `normal` survives a killed process only. */
+  readonly sqliteSynchronous: "full" | "normal"
   /** A storage call of a document actor that takes longer fails (clients get `internal` and retry). */
   readonly storageTimeout: Duration.Duration
   /** Interval of WebSocket ping frames; a peer that has not answered the previous ping by the next is dropped. */
@@ -65,6 +67,7 @@ export const defaults: ServerConfigShape = {
   mailboxCapacity: 4096,
   maxBatchSize: 512,
   storageTimeout: Duration.seconds(10),
+  sqliteSynchronous: "full",
   heartbeatInterval: Duration.seconds(30),
   rateLimitPerSecond: 1000,
   rateLimitBurst: 2000,
@@ -134,6 +137,10 @@ export const fromEnv: Config.Config<ServerConfigShape> = Config.all({
   ),
   mailboxCapacity: int("MAILBOX_CAPACITY", "Commands a document's mailbox holds", defaults.mailboxCapacity, 1),
   maxBatchSize: int("MAX_BATCH_SIZE", "Most updates stored in one transaction", defaults.maxBatchSize, 1, 10_000),
+  sqliteSynchronous: Config.literal("full", "normal")("SQLITE_SYNCHRONOUS").pipe(
+    Config.withDefault("full" as const),
+    Config.withDescription("SQLite synchronous mode: full (fsync every commit) or normal (survives SIGKILL, not power loss)")
+  ),
   storageTimeout: millis("STORAGE_TIMEOUT_MS", "Longest a document's storage call may take", defaults.storageTimeout),
   heartbeatInterval: millis("HEARTBEAT_MS", "WebSocket ping interval", defaults.heartbeatInterval, 100),
   rateLimitPerSecond: int(

@@ -237,10 +237,16 @@ export const layerSqlClient = (
 export interface SqliteOptions extends SqlDocumentStorageOptions {
   /** Path of the database file, relative to the working directory or absolute; `:memory:` for a throwaway one. */
   readonly filename: string
+  /**
+   * `full` (default): every commit is fsynced before the ack, so an ack survives power loss. `normal`: commits reach
+   * the OS but the WAL is fsynced only at checkpoints: an ack survives a killed process (SIGKILL), and power loss or
+   * an OS crash can lose the last acknowledged commits. Much faster (no fsync per transaction).
+   */
+  readonly synchronous?: "full" | "normal"
 }
 
 /**
- * SQLite in WAL mode with `synchronous = FULL`, migrated when built. Fails with `StorageError` if the file cannot
+ * SQLite in WAL mode with `synchronous = FULL` (or `NORMAL`, see `SqliteOptions.synchronous`), migrated when built. Fails with `StorageError` if the file cannot
  * be opened (missing directory, not a database, no permission) or the migration fails.
  */
 export const layerSqlite = (options: SqliteOptions): Layer.Layer<DocumentStorage, StorageError> =>
@@ -257,11 +263,7 @@ export const layerSqlite = (options: SqliteOptions): Layer.Layer<DocumentStorage
       // enough. synchronous = FULL fsyncs the WAL at every commit: NORMAL (this build's WAL default) already
       // survives SIGKILL, but can lose the last acknowledged commits on power loss. foreign_keys is off by default.
       yield* Effect.forEach(
-        [
-          "PRAGMA synchronous = FULL",
-          `PRAGMA busy_timeout = ${SQLITE_BUSY_TIMEOUT_MS}`,
-          "PRAGMA foreign_keys = ON"
-        ],
+        sqlitePragmas(options),
         (pragma) => client.unsafe(pragma),
         { discard: true }
       ).pipe(orStorageError(`configure SQLite database ${options.filename}`))
@@ -270,6 +272,13 @@ export const layerSqlite = (options: SqliteOptions): Layer.Layer<DocumentStorage
       )
     })
   ).pipe(Layer.provide(Reactivity.layer))
+
+/** The pragmas `layerSqlite` runs on its connection. */
+export const sqlitePragmas = (options: Pick<SqliteOptions, "synchronous">): ReadonlyArray<string> => [
+  `PRAGMA synchronous = ${options.synchronous === "normal" ? "NORMAL" : "FULL"}`,
+  `PRAGMA busy_timeout = ${SQLITE_BUSY_TIMEOUT_MS}`,
+  "PRAGMA foreign_keys = ON"
+]
 
 /** Options of `layerPg`. */
 export interface PgOptions extends SqlDocumentStorageOptions {

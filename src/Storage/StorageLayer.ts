@@ -20,11 +20,14 @@ export type DatabaseTarget =
  * or reach, or a failed migration.
  */
 export const layerFromConfig: Layer.Layer<DocumentStorage, StorageError, ServerConfig> = Layer.unwrapEffect(
-  Effect.map(ServerConfig, (config) => layerFromUrl(config.databaseUrl))
+  Effect.map(ServerConfig, (config) => layerFromUrl(config.databaseUrl, { sqliteSynchronous: config.sqliteSynchronous }))
 )
 
 /** Storage for a `DATABASE_URL`; see `layerFromConfig`. */
-export const layerFromUrl = (url: string): Layer.Layer<DocumentStorage, StorageError> =>
+export const layerFromUrl = (
+  url: string,
+  options: { readonly sqliteSynchronous?: "full" | "normal" } = {}
+): Layer.Layer<DocumentStorage, StorageError> =>
   Either.match(parseDatabaseUrl(url), {
     onLeft: (error) => Layer.fail(error),
     onRight: (target) => {
@@ -34,10 +37,11 @@ export const layerFromUrl = (url: string): Layer.Layer<DocumentStorage, StorageE
             Layer.tap(() => Effect.logWarning("memory:// storage: nothing persists across restarts"))
           )
         case "Sqlite":
-          return layerSqlite({ filename: target.filename }).pipe(
+          return layerSqlite({ filename: target.filename, synchronous: options.sqliteSynchronous ?? "full" }).pipe(
             Layer.tap(() =>
               Effect.logInfo(
-                `storage: SQLite ${target.filename === ":memory:" ? ":memory:" : Path.resolve(target.filename)}`
+                `storage: SQLite ${target.filename === ":memory:" ? ":memory:" : Path.resolve(target.filename)} ` +
+                  `(synchronous=${options.sqliteSynchronous ?? "full"})`
               )
             )
           )
