@@ -474,13 +474,14 @@ export class DocSyncClient extends Emitter<ClientEvents> {
       this.wanted = false
       this.cancelRetry?.()
       this.unwatchNetwork?.()
+      this.setStatus("closed")
       this.emit("close", { code, reason, willRetry: false })
-      this.emit("error", { code: "closed", message: `the server closed the connection for good: ${code} ${reason}` })
-      return this.setStatus("closed")
+      return this.emit("error", { code: "closed", message: `the server closed the connection for good: ${code} ${reason}` })
     }
-    this.emit("close", { code, reason, willRetry: this.wanted })
-    if (this.wanted) this.scheduleReconnect()
+    const retry = this.wanted
+    if (retry) this.scheduleReconnect()
     else this.setStatus("offline")
+    this.emit("close", { code, reason, willRetry: retry })
   }
 
   /** Closes a connection ourselves (ignoring its late events), then reconnects if `retry`. */
@@ -491,9 +492,11 @@ export class DocSyncClient extends Emitter<ClientEvents> {
     } catch {
       // Closing a socket that is still connecting may throw; it is abandoned either way.
     }
-    this.emit("close", { code, reason, willRetry: retry && this.wanted })
-    if (retry && this.wanted) this.scheduleReconnect()
+    const willRetry = retry && this.wanted
+    // The status first, so that a `close` listener sees where the client stands.
+    if (willRetry) this.scheduleReconnect()
     else this.setStatus(this.stopped ? "closed" : "offline")
+    this.emit("close", { code, reason, willRetry })
   }
 
   private detach(connection: Connection): void {
