@@ -33,17 +33,23 @@ export interface WsClient {
 export const connect = (
   baseUrl: string,
   documentId: string,
-  query: Record<string, string | number> = {}
+  query: Record<string, string | number> = {},
+  headers: Record<string, string> = {}
 ): Effect.Effect<WsClient, never, Scope.Scope> =>
   Effect.acquireRelease(
-    Effect.promise(() => open(baseUrl, documentId, query)),
+    Effect.promise(() => open(baseUrl, documentId, query, headers)),
     (client) => client.close
   )
 
-const open = (baseUrl: string, documentId: string, query: Record<string, string | number>): Promise<WsClient> => {
+const open = (
+  baseUrl: string,
+  documentId: string,
+  query: Record<string, string | number>,
+  headers: Record<string, string>
+): Promise<WsClient> => {
   const search = new URLSearchParams(Object.entries(query).map(([k, v]) => [k, String(v)]))
   const url = `${baseUrl.replace(/^http/, "ws")}/ws/documents/${encodeURIComponent(documentId)}${search.size > 0 ? `?${search}` : ""}`
-  const ws = new WebSocket(url)
+  const ws = new WebSocket(url, { headers })
   const frames: Array<Frame> = []
   const taken = new Set<number>()
   const waiters: Array<() => void> = []
