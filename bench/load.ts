@@ -463,8 +463,11 @@ const manyDocs = async () => {
   const loadCpuPercent = cpuSince(cpu0, cpuT0)
   await mark("measure-end")
   for (const timer of timers) clearTimeout(timer)
-  const drained = await waitUntil(() => clients.every((c) => c.inFlight === 0), 15_000)
-  await waitUntil(() => delivered >= sentInWindow * (clientsPerDoc - 1), 5000)
+  // what was sent in the window and is still on its way gets `--drain` seconds more (then counts as undelivered)
+  const drainMs = num(flags, "drain", 10) * 1000
+  const drainStart = performance.now()
+  const drained = await waitUntil(() => clients.every((c) => c.inFlight === 0), drainMs)
+  await waitUntil(() => delivered >= sentInWindow * (clientsPerDoc - 1), Math.max(500, drainMs - (performance.now() - drainStart)))
   await closeAll(conns)
   return {
     shape: { docs, clientsPerDoc, rate, deltaBytes, warmupSec: warmupMs / 1000, durationSec: durationMs / 1000 },

@@ -4,7 +4,7 @@
  *
  *   node --import tsx bench/profile-summary.ts <file.cpuprofile | directory> [--top 25]
  */
-import { readdirSync, readFileSync, statSync } from "node:fs"
+import { existsSync, readdirSync, readFileSync, statSync } from "node:fs"
 import { join } from "node:path"
 import { num, parseFlags } from "./lib.js"
 
@@ -26,7 +26,10 @@ if (target === undefined) {
   console.error("usage: profile-summary.ts <file.cpuprofile | directory> [--top N]")
   process.exit(2)
 }
-const top = num(parseFlags(rest), "top", 25)
+const options = parseFlags(rest)
+const top = num(options, "top", 25)
+/** `--window all` keeps the whole profile; by default a run's marks.json (from the runner) cuts it to the window. */
+const wholeProfile = options.get("window") === "all"
 const files = statSync(target).isDirectory()
   ? readdirSync(target).filter((f) => f.endsWith(".cpuprofile")).map((f) => join(target, f))
   : [target]
@@ -55,8 +58,26 @@ for (const file of files) {
   const byId = new Map(profile.nodes.map((n) => [n.id, n]))
   const parent = new Map<number, number>()
   for (const n of profile.nodes) for (const c of n.children ?? []) parent.set(c, n.id)
+  // The runner writes the marks of the load generator (CLOCK_MONOTONIC µs, V8's profile clock) next to the profile:
+  // keep the measurement window (or, for idle, the connecting phase).
+  let from = Number.NEGATIVE_INFINITY
+  let to = Number.POSITIVE_INFINITY
+  let windowNote = "whole profile"
+  const marksFile = file.replace(/\.cpuprofile$/, ".marks.json")
+  if (!wholeProfile && existsSync(marksFile)) {
+    const marks = JSON.parse(readFileSync(marksFile, "utf8")) as Record<string, number>
+    const [a, b] = marks["measure-start"] !== undefined ? ["measure-start", "measure-end"] : ["idle-before", "hold-start"]
+    if (marks[a!] !== undefined && marks[b!] !== undefined) {
+      from = marks[a!]!
+      to = marks[b!]!
+      windowNote = `${a} → ${b} (${((to - from) / 1e6).toFixed(1)} s; --window all for the whole profile)`
+    }
+  }
   const selfUs = new Map<number, number>()
+  let t = profile.startTime
   for (let i = 0; i < profile.samples.length; i++) {
+    t += profile.timeDeltas[i] ?? 0
+    if (t < from || t > to) continue
     const id = profile.samples[i]!
     selfUs.set(id, (selfUs.get(id) ?? 0) + (profile.timeDeltas[i] ?? 0))
   }
@@ -94,7 +115,7 @@ for (const file of files) {
     console.log(`\n  ${title}:`)
     for (const [key, us] of [...map].sort((a, b) => b[1] - a[1]).slice(0, top)) console.log(`  ${pct(us)} ${ms(us)}  ${key}`)
   }
-  console.log(`\n${file}\n  ${(total / 1e6).toFixed(2)} s sampled, ${(busy / 1e6).toFixed(2)} s busy (percentages are of busy time)`)
+  console.log(`\n${file}\n  window: ${windowNote}\n  ${(total / 1e6).toFixed(2)} s sampled, ${(busy / 1e6).toFixed(2)} s busy (percentages are of busy time)`)
   list(`top ${top} functions by self time`, byFunction)
   list("self time by file", byPlace)
   list("time under the nearest project (src/) function on the stack", byOwner)
