@@ -135,12 +135,20 @@ export const start = (args: TailArgs, io: TailIO, options: Partial<ClientOptions
     ...(args.token === undefined ? {} : { token: args.token }),
     autoConnect: false
   })
-  const print = args.json
+  const write = args.json
     ? (event: string, fields: Record<string, unknown>, _text: string) => io.out(JSON.stringify({ event, ...fields }))
     : (_event: string, _fields: Record<string, unknown>, text: string) => io.out(text)
+  // The join's snapshot and updates arrive before its summary: hold them so that the summary comes first.
+  let held: Array<() => void> | undefined
+  const print = (event: string, fields: Record<string, unknown>, text: string) => {
+    if (held !== undefined && (event === "snapshot" || event === "update")) held.push(() => write(event, fields, text))
+    else write(event, fields, text)
+  }
 
   client.on("status", (status) => {
-    if (status === "connecting") print("status", { status }, `connecting to ${args.url} …`)
+    if (status !== "connecting") return
+    held = []
+    print("status", { status }, `connecting to ${args.url} …`)
   })
   client.on("snapshot", (s) =>
     print("snapshot", { version: s.version, bytes: s.data.byteLength }, `snapshot   v${s.version} (${bytes(s.data.byteLength)})`))
@@ -160,6 +168,11 @@ export const start = (args: TailArgs, io: TailIO, options: Partial<ClientOptions
         `, ${client.peers.size} other connection(s)` +
         [...client.peers.values()].map((p) => `\n           here: ${who(p)}${state(p)}`).join("")
     ))
+  client.on("state", () => {
+    const lines = held ?? []
+    held = undefined
+    for (const line of lines) line()
+  })
   client.on("presence", ({ change }) => {
     switch (change.type) {
       case "join":

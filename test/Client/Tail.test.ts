@@ -91,6 +91,9 @@ describe("docsync-tail on a live document", () => {
       expect(yield* Effect.promise(() => exit)).toBe(0)
 
       const text = lines.join("\n")
+      // The join's summary first, then what it delivered, then the live events.
+      expect(lines.findIndex((l) => l.startsWith("joined"))).toBe(1)
+      expect(lines[2]).toMatch(/^snapshot/)
       expect(text).toMatch(/^connecting to http:\/\/127\.0\.0\.1:\d+ …$/m)
       expect(text).toMatch(/^snapshot +v2 \(2 B\)$/m)
       expect(text).toMatch(/^update +#3 by writer \(1 B, op writer:[0-9a-z]+:3\) 03$/m)
