@@ -15,6 +15,8 @@ import * as Metrics from "./Metrics.js"
 export interface Session {
   /** Puts a command in the document's mailbox, waiting while the mailbox is full. */
   readonly submit: (command: DocumentActor.Command) => Effect.Effect<void>
+  /** Puts commands in the document's mailbox in order, in one offer, waiting while the mailbox is full. */
+  readonly submitAll: (commands: Iterable<DocumentActor.Command>) => Effect.Effect<void>
   /** Records that the client sent a message (presence idleness). Cheap: call it for every frame. */
   readonly touch: () => void
 }
@@ -92,6 +94,7 @@ export const make: Effect.Effect<DocumentRegistryShape, never, Scope.Scope | Ser
           const activity: DocumentActor.Activity = { last: clock.unsafeCurrentTimeMillis() }
           const session: Session = {
             submit: (command) => Queue.offer(slot.mailbox, command).pipe(Effect.asVoid),
+            submitAll: (commands) => Queue.offerAll(slot.mailbox, commands).pipe(Effect.asVoid),
             touch: () => {
               activity.last = clock.unsafeCurrentTimeMillis()
             }

@@ -6,8 +6,12 @@ import * as Base64 from "./Base64.js"
 import { UpdateOut } from "./Document.js"
 
 const Id = (what: string) =>
-  Schema.String.pipe(Schema.minLength(1), Schema.maxLength(128)).annotations({
-    description: `${what}: 1..128 characters`
+  Schema.String.pipe(
+    Schema.minLength(1),
+    Schema.maxLength(128),
+    Schema.filter(isWellFormed, { message: () => `${what} must be well-formed Unicode (no lone surrogates)` })
+  ).annotations({
+    description: `${what}: 1..128 characters of well-formed Unicode`
   })
 
 /** The client's retry key: unique per document for the document's lifetime. */
@@ -174,8 +178,11 @@ export const decodeClientFrame = (text: string, limits: FrameLimits): ClientComm
   let value: unknown
   try {
     value = JSON.parse(text)
-  } catch {
-    return errorMessage("bad_message", "frame is not valid JSON")
+  } catch (error) {
+    return errorMessage(
+      "bad_message",
+      error instanceof RangeError ? "frame is nested too deeply" : "frame is not valid JSON"
+    )
   }
   if (!isObject(value)) return errorMessage("bad_message", "frame must be a JSON object")
   switch (value.type) {
@@ -188,6 +195,9 @@ export const decodeClientFrame = (text: string, limits: FrameLimits): ClientComm
     }
     case "presence": {
       if (!isObject(value.state)) return errorMessage("bad_message", "presence.state must be a JSON object")
+      if (depth(value.state, MAX_PRESENCE_DEPTH) > MAX_PRESENCE_DEPTH) {
+        return errorMessage("bad_message", `presence.state is nested deeper than ${MAX_PRESENCE_DEPTH} levels`)
+      }
       const size = utf8Length(JSON.stringify(value.state))
       if (size > limits.maxPresenceBytes) {
         return errorMessage("too_large", `presence state is ${size} bytes; the limit is ${limits.maxPresenceBytes}`)
@@ -247,7 +257,28 @@ export const decodePayload = (
 const isObject = (value: unknown): value is Record<string, unknown> =>
   typeof value === "object" && value !== null && !Array.isArray(value)
 
-const isId = (value: unknown): value is string => typeof value === "string" && value.length >= 1 && value.length <= 128
+const isId = (value: unknown): value is string =>
+  typeof value === "string" && value.length >= 1 && value.length <= 128 && isWellFormed(value)
+
+/** Lone surrogates would not survive storage as UTF-8: such an opId could never be found again as a duplicate. */
+function isWellFormed(text: string): boolean {
+  return !/[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/.test(text)
+}
+
+/** Deepest nesting of a presence state; deeper ones are refused before they are serialised or relayed. */
+export const MAX_PRESENCE_DEPTH = 32
+
+/** Nesting depth of a JSON value, counting stops past `limit` (so a hostile value costs at most that much). */
+const depth = (value: unknown, limit: number): number => {
+  if (typeof value !== "object" || value === null) return 0
+  if (limit < 0) return 1
+  let deepest = 0
+  for (const child of Object.values(value)) {
+    deepest = Math.max(deepest, depth(child, limit - 1))
+    if (deepest > limit) break
+  }
+  return deepest + 1
+}
 
 const isVersion = (value: unknown): value is number =>
   typeof value === "number" && Number.isSafeInteger(value) && value >= 0

@@ -11,9 +11,9 @@
  * connection; each frame takes a token from the connection's bucket (else `rate_limited`, not served). The actor
  * writes outbound frames straight to the socket, bounded by MAX_BUFFERED_BYTES.
  */
-import { HttpLayerRouter, HttpRouter, HttpServerRequest, HttpServerResponse } from "@effect/platform"
+import { HttpLayerRouter, HttpRouter, HttpServerRequest, HttpServerResponse, Socket } from "@effect/platform"
 import { NodeHttpServerRequest } from "@effect/platform-node"
-import { Clock, Deferred, Duration, Effect, Either, Fiber, Option, Queue, Schedule } from "effect"
+import { Cause, Clock, Deferred, Duration, Effect, Either, Exit, Fiber, Option, Queue, Schedule } from "effect"
 import type { WebSocket } from "ws"
 import { ServerConfig, type ServerConfigShape } from "../Config.js"
 import * as CloseCodes from "../Domain/CloseCodes.js"
@@ -21,6 +21,7 @@ import type { DocumentId } from "../Domain/Document.js"
 import * as Protocol from "../Domain/Protocol.js"
 import * as DocumentActor from "../Document/DocumentActor.js"
 import { DocumentRegistry, type Session } from "../Document/DocumentRegistry.js"
+import * as Metrics from "../Document/Metrics.js"
 import { Authorizer, type AuthorizerShape, type Principal, socketCredentials } from "./Authorizer.js"
 import { ConnectionLimits, makeTokenBucket, type TokenBucket } from "./Limits.js"
 
@@ -36,6 +37,7 @@ const RESUME_AT = 256
 const handle = (request: HttpServerRequest.HttpServerRequest) =>
   Effect.gen(function* () {
     const config = yield* ServerConfig
+    const clock = yield* Effect.clock
     const registry = yield* DocumentRegistry
     const authorizer = yield* Authorizer
     const limits = yield* ConnectionLimits
@@ -112,20 +114,34 @@ const handle = (request: HttpServerRequest.HttpServerRequest) =>
         if (Option.isSome(principal.expiresAt)) {
           yield* closeAtExpiry(principal.expiresAt.value, connection).pipe(Effect.forkIn(scope))
         }
+        // Everything waiting is served in one pass and submitted to the mailbox at once: no fiber or offer per frame.
         const serveFrames = Effect.gen(function* () {
+          const commands: Array<DocumentActor.Command> = []
           while (true) {
-            const frame = yield* Queue.take(inbound)
+            const first = yield* Queue.take(inbound)
+            const rest = yield* Queue.takeAll(inbound)
             if (paused && queued(inbound) < RESUME_AT) {
               paused = false
               ws.resume()
             }
-            yield* serveFrame(frame, connection, session, config, limit)
+            const receivedAt = clock.unsafeCurrentTimeNanos()
+            commands.length = 0
+            for (const frame of [first, ...rest]) {
+              const command = serveSafely(() => frameCommand(frame, connection, session, config, limit, receivedAt), connection)
+              if (command !== undefined) commands.push(command)
+            }
+            if (commands.length > 0) yield* session.submitAll(commands)
           }
         })
         const exit = yield* Effect.raceFirst(Fiber.join(reader), serveFrames).pipe(Effect.exit)
-        yield* Effect.logInfo("client left", { closeCode: connection.closeCode() ?? "by client" }).pipe(
+        const serverCode = connection.closeCode()
+        yield* Effect.logInfo("client left").pipe(
           log,
-          Effect.annotateLogs("reason", exit._tag === "Success" ? "closed" : "error")
+          Effect.annotateLogs(
+            serverCode !== undefined
+              ? { closedBy: "server", closeCode: serverCode }
+              : { closedBy: "client", closeCode: clientCloseCode(exit) }
+          )
         )
       })
     )
@@ -173,6 +189,7 @@ const makeConnection = (ws: WebSocket, actorId: string | undefined, config: Serv
       if (closedWith !== undefined || ws.readyState !== ws.OPEN) return
       // Unflushed bytes past the bound: close rather than grow without limit or skip a frame (a gap).
       if (ws.bufferedAmount + frame.length > config.maxBufferedBytes) {
+        Metrics.add(Metrics.slowConsumerCloses, 1)
         return close(CloseCodes.SlowConsumer, CloseCodes.reason[CloseCodes.SlowConsumer] ?? "slow consumer")
       }
       ws.send(frame)
@@ -188,14 +205,22 @@ interface FrameLimit {
   readonly writeDenied: Option.Option<string>
 }
 
-const serveFrame = (
+/**
+ * Serves one frame: answers it directly (errors, pong) or returns the command to submit to the document.
+ * Synchronous: it runs for every frame.
+ */
+const frameCommand = (
   frame: string | Uint8Array,
   connection: SocketConnection,
   session: Session,
   config: ServerConfigShape,
-  limit: FrameLimit
-): Effect.Effect<void> => {
-  const reply = (message: Protocol.ServerMessage) => connection.send(JSON.stringify(message))
+  limit: FrameLimit,
+  receivedAt: bigint
+): DocumentActor.Command | undefined => {
+  const reply = (message: Protocol.ServerMessage) => {
+    if (message.type === "error") Metrics.add(Metrics.errors, 1, { code: message.code })
+    connection.send(JSON.stringify(message))
+  }
   session.touch()
   if (!limit.bucket.tryTake()) {
     reply(Protocol.errorMessage(
@@ -203,31 +228,31 @@ const serveFrame = (
       `over ${config.rateLimitPerSecond} messages per second (burst ${config.rateLimitBurst}); this message was not processed`,
       opIdOf(frame)
     ))
-    return Effect.void
+    return undefined
   }
   if (typeof frame !== "string") {
     reply(Protocol.errorMessage("bad_message", "binary frames are not supported; send JSON text"))
-    return Effect.void
+    return undefined
   }
   if (Buffer.byteLength(frame) > config.maxMessageBytes) {
     connection.close(CloseCodes.MessageTooBig, CloseCodes.reason[CloseCodes.MessageTooBig] ?? "message too big")
-    return Effect.void
+    return undefined
   }
   const decoded = Protocol.decodeClientFrame(frame, config)
   if (Protocol.isErrorMessage(decoded)) {
     reply(decoded)
-    return Effect.void
+    return undefined
   }
   switch (decoded.type) {
     case "ping":
       reply({ type: "pong" })
-      return Effect.void
+      return undefined
     case "update":
       if (Option.isSome(limit.writeDenied)) {
         reply(Protocol.errorMessage("forbidden", limit.writeDenied.value, decoded.opId))
-        return Effect.void
+        return undefined
       }
-      return session.submit({
+      return {
         _tag: "Update",
         origin: connection,
         opId: decoded.opId,
@@ -235,22 +260,23 @@ const serveFrame = (
         actorId: decoded.actorId,
         delta: decoded.delta,
         deltaB64: decoded.deltaB64,
+        receivedAt,
         reply: DocumentActor.once((outcome) => reply(updateReply(decoded.opId, outcome)))
-      })
+      }
     case "presence":
-      return session.submit({ _tag: "Presence", connection, state: decoded.state })
+      return { _tag: "Presence", connection, state: decoded.state }
     case "snapshot":
       if (Option.isSome(limit.writeDenied)) {
         reply(Protocol.errorMessage("forbidden", limit.writeDenied.value))
-        return Effect.void
+        return undefined
       }
-      return session.submit({
+      return {
         _tag: "Snapshot",
         connection,
         version: decoded.version,
         data: decoded.data,
         reply: DocumentActor.once((outcome) => reply(snapshotReply(outcome)))
-      })
+      }
   }
 }
 
@@ -373,6 +399,29 @@ const rawWebSocket = (request: HttpServerRequest.HttpServerRequest, maxMessageBy
   if (ws === undefined) throw new Error("upgraded request has no ws WebSocket")
   if (ws._receiver !== undefined) ws._receiver._maxPayload = maxMessageBytes
   return ws
+}
+
+/** A frame that makes decoding throw (a bug) gets `internal` instead of taking the connection down. */
+const serveSafely = (
+  serve: () => DocumentActor.Command | undefined,
+  connection: SocketConnection
+): DocumentActor.Command | undefined => {
+  try {
+    return serve()
+  } catch {
+    Metrics.add(Metrics.errors, 1, { code: "internal" })
+    connection.send(JSON.stringify(Protocol.errorMessage("internal", "the server could not process this message")))
+    return undefined
+  }
+}
+
+/** The close code of a socket the client closed: the reader ends with it unless it was 1000 or 1006. */
+const clientCloseCode = (exit: Exit.Exit<unknown, unknown>): number | "normal" => {
+  if (Exit.isSuccess(exit)) return "normal"
+  const failure = Cause.failureOption(exit.cause)
+  return Option.isSome(failure) && Socket.isSocketError(failure.value) && failure.value.reason === "Close"
+    ? failure.value.code
+    : "normal"
 }
 
 const queued = (queue: Queue.Dequeue<unknown>): number => Option.getOrElse(queue.unsafeSize(), () => 0)

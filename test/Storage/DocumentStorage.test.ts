@@ -489,7 +489,7 @@ describe("StorageLayer", () => {
     Effect.gen(function* () {
       const filename = Path.join(yield* tempDir, "config.db")
       const logs = yield* fromConfig(`sqlite://${filename}`)
-      expect(logs).toContainEqual(`INFO storage: SQLite ${filename}`)
+      expect(logs).toContainEqual(`INFO storage: SQLite ${filename} (synchronous=full)`)
       assert.isTrue(Fs.existsSync(filename))
     }))
 
