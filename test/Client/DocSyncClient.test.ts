@@ -730,3 +730,24 @@ describe("backoffDelay", () => {
     expect(backoffDelay(defaultBackoff, 0, () => 0.5)).toBe(188)
   })
 })
+
+describe("the package entry (src/Client/index.ts)", () => {
+  it("exports the client, the REST client, base64 and backoff", async () => {
+    const Client = await import("../../src/Client/index.js")
+    expect(Client.DocSyncClient).toBe(DocSyncClient)
+    expect(typeof Client.RestClient.make).toBe("function")
+    expect(typeof Client.RestClient.run).toBe("function")
+    expect(Client.Base64.decode(Client.Base64.encode(bytes("hi")))).toEqual(bytes("hi"))
+    expect(Client.backoffDelay(Client.defaultBackoff, 0, () => 0)).toBe(125)
+    expect([...Client.FATAL_CLOSE_CODES].sort()).toEqual([4401, 4403, 4404, 4410])
+  })
+
+  it("once() listens to one event only", () => {
+    const { last, client } = setup()
+    const seen: Array<Status> = []
+    client.once("status", (status) => seen.push(status))
+    last().join()
+    last().serverClose(1006)
+    expect(seen).toEqual(["synced"])
+  })
+})
