@@ -160,8 +160,9 @@ export interface ClientOptions {
   readonly backoff?: Partial<BackoffOptions>
   /**
    * A connection that has not sent `state` this long after opening, or that has not sent anything this long
-   * while an update or ping awaits an answer, is dropped and reconnected (a dead network often keeps sockets
-   * "open"). 0 disables. Default 10000.
+   * while an update awaits its ack, is dropped and reconnected (a dead network often keeps sockets "open").
+   * 0 disables. Default 15000: longer than the server takes to answer `internal` when its storage hangs
+   * (STORAGE_TIMEOUT_MS, 10 s by default), so a slow database is not mistaken for a dead connection.
    */
   readonly responseTimeoutMs?: number
   /** Local deltas larger than this are refused by `submit` (the server's MAX_UPDATE_BYTES). Default 1 MiB. */
@@ -242,7 +243,7 @@ export class DocSyncClient extends Emitter<ClientEvents> {
     this.scheduler = options.scheduler ?? real
     this.random = options.random ?? Math.random
     this.backoff = { ...defaultBackoff, ...options.backoff }
-    this.responseTimeoutMs = options.responseTimeoutMs ?? 10_000
+    this.responseTimeoutMs = options.responseTimeoutMs ?? 15_000
     this.maxUpdateBytes = options.maxUpdateBytes ?? 1024 * 1024
     this.documentId = options.documentId
     this.actorId = options.actorId ?? `actor-${randomId(this.random, 10)}`
