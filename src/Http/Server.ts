@@ -11,6 +11,7 @@ import type { ServeError } from "@effect/platform/HttpServerError"
 import { NodeHttpServer } from "@effect/platform-node"
 import { Duration, Effect, Layer, Option, Schedule } from "effect"
 import { createServer } from "node:http"
+import type { Duplex } from "node:stream"
 import { ServerConfig } from "../Config.js"
 import * as DocumentRegistry from "../Document/DocumentRegistry.js"
 import type { DocumentStorage } from "../Storage/DocumentStorage.js"
@@ -99,7 +100,22 @@ function makeNodeServer() {
         inFlight--
       })
     })
+    // Upgraded sockets leave the HTTP server's books: track them, so that none outlives the server (an upgrade that
+    // raced with shutdown may never reach its route's finalizer, and its client would wait forever).
+    const upgrades = new Set<Duplex>()
+    node.on("upgrade", (_request, socket: Duplex) => {
+      upgrades.add(socket)
+      socket.once("close", () => upgrades.delete(socket))
+    })
     const server = yield* NodeHttpServer.make(() => node, { host: config.host, port: config.port })
+    // Runs after the routes are released (their sockets closed with 1001): whatever is still open is cut.
+    yield* Effect.addFinalizer(() =>
+      Effect.gen(function* () {
+        if (upgrades.size === 0) return
+        yield* Effect.logWarning(`shutting down: cutting ${upgrades.size} WebSocket connection(s) still open`)
+        for (const socket of upgrades) socket.destroy()
+      })
+    )
 
     const drain = Effect.gen(function* () {
       node.close()
