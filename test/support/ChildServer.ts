@@ -45,8 +45,10 @@ export interface SpawnOptions {
   readonly env: Record<string, string>
   /** How long the server may take to answer its health check (default 45 s: tsx compiles on the first start). */
   readonly readyWithinMs?: number
-  /** Called with every chunk of output, as it arrives (the soak script parses logs). */
+  /** Called with every chunk of output, as it arrives. */
   readonly onOutput?: (chunk: string) => void
+  /** Extra node options before the entry point (e.g. `--cpu-prof`). */
+  readonly nodeArgs?: ReadonlyArray<string>
 }
 
 /**
@@ -138,6 +140,11 @@ async function entryArgs(): Promise<ReadonlyArray<string>> {
 async function bundleMain(): Promise<string> {
   const dir = Path.join(ROOT, "node_modules", ".cache", "docsync-test")
   Fs.mkdirSync(dir, { recursive: true })
+  // A test worker may be killed without an "exit" event: sweep bundles left by processes that are gone.
+  for (const name of Fs.readdirSync(dir)) {
+    const owner = Number(/^main-(\d+)-/.exec(name)?.[1])
+    if (Number.isInteger(owner) && owner !== process.pid && !alive(owner)) Fs.rmSync(Path.join(dir, name), { force: true })
+  }
   const outfile = Path.join(dir, `main-${process.pid}-${crypto.randomUUID().slice(0, 8)}.mjs`)
   await esbuild.build({
     entryPoints: [Path.join(ROOT, "src", "main.ts")],
@@ -154,8 +161,18 @@ async function bundleMain(): Promise<string> {
   return outfile
 }
 
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (error) {
+    // EPERM: it exists, owned by someone else.
+    return (error as NodeJS.ErrnoException).code === "EPERM"
+  }
+}
+
 function launch(args: ReadonlyArray<string>, port: number, options: SpawnOptions): ChildServer {
-  const child = spawn(process.execPath, args, {
+  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), ...args], {
     cwd: ROOT,
     env: {
       PATH: process.env["PATH"] ?? "",
