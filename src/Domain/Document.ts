@@ -14,7 +14,9 @@ export const MAX_TITLE_LENGTH = 256
 /** A title as clients send it: trimmed, then 1..256 characters. */
 export const Title = Schema.Trim.pipe(
   Schema.minLength(1, { message: () => "title must not be empty or only whitespace" }),
-  Schema.maxLength(MAX_TITLE_LENGTH, { message: () => `title must be at most ${MAX_TITLE_LENGTH} characters` })
+  Schema.maxLength(MAX_TITLE_LENGTH, { message: () => `title must be at most ${MAX_TITLE_LENGTH} characters` }),
+  // No database can be trusted with U+0000 in text (PostgreSQL refuses it).
+  Schema.filter((title) => !title.includes("\u0000"), { message: () => "title must not contain U+0000" })
 ).annotations({
   title: "Title",
   description: "Trimmed, 1..256 characters after trimming",

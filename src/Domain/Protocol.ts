@@ -9,7 +9,8 @@ const Id = (what: string) =>
   Schema.String.pipe(
     Schema.minLength(1),
     Schema.maxLength(128),
-    Schema.filter(isWellFormed, { message: () => `${what} must be well-formed Unicode (no lone surrogates)` })
+    Schema.filter(isWellFormed, { message: () => `${what} must be well-formed Unicode (no lone surrogates)` }),
+    Schema.filter((text) => !text.includes("\u0000"), { message: () => `${what} must not contain U+0000` })
   ).annotations({
     description: `${what}: 1..128 characters of well-formed Unicode`
   })
@@ -219,10 +220,15 @@ export const isErrorMessage = (decoded: ClientCommand | ErrorMessage): decoded i
 
 const decodeUpdate = (value: Record<string, unknown>, limits: FrameLimits): ClientCommand | ErrorMessage => {
   const opId = value.opId
-  const validOpId = isId(opId)
-  const withOpId = (code: ErrorCode, message: string) => errorMessage(code, message, validOpId ? opId : undefined)
-  if (!validOpId) return withOpId("bad_message", "update.opId must be a string of 1..128 characters")
-  if (!isId(value.actorId)) return withOpId("bad_message", "update.actorId must be a string of 1..128 characters")
+  // Echo the opId whenever it is a short string, even a malformed one, so that the client can match the error.
+  const echo = typeof opId === "string" && opId.length >= 1 && opId.length <= 128 ? opId : undefined
+  const withOpId = (code: ErrorCode, message: string) => errorMessage(code, message, echo)
+  if (!isId(opId)) {
+    return withOpId("bad_message", "update.opId must be a string of 1..128 characters of well-formed Unicode without U+0000")
+  }
+  if (!isId(value.actorId)) {
+    return withOpId("bad_message", "update.actorId must be a string of 1..128 characters of well-formed Unicode without U+0000")
+  }
   if (!isVersion(value.baseVersion)) {
     return withOpId("bad_message", "update.baseVersion must be a non-negative integer")
   }
@@ -258,7 +264,8 @@ const isObject = (value: unknown): value is Record<string, unknown> =>
   typeof value === "object" && value !== null && !Array.isArray(value)
 
 const isId = (value: unknown): value is string =>
-  typeof value === "string" && value.length >= 1 && value.length <= 128 && isWellFormed(value)
+  typeof value === "string" && value.length >= 1 && value.length <= 128 && isWellFormed(value) &&
+  !value.includes("\u0000")
 
 /** Lone surrogates would not survive storage as UTF-8: such an opId could never be found again as a duplicate. */
 function isWellFormed(text: string): boolean {

@@ -32,6 +32,10 @@ export const layer = HttpLayerRouter.middleware(
           )
         const response = yield* (declaredLength(request) > config.maxMessageBytes
           ? Effect.succeed(tooLarge(config.maxMessageBytes))
+          : isMultipart(request)
+          // No endpoint takes multipart, and the platform's parser throws (no boundary) or waits forever (no body)
+          // on malformed ones: refuse them before it runs.
+          ? jsonError(415, "UnsupportedMediaType", "multipart bodies are not accepted; this API takes application/json")
           : isChunked(request)
           ? Effect.flatMap(
             bufferBody(request, config.maxMessageBytes),
@@ -195,6 +199,9 @@ const bufferBody = (
   )
 
 const HOP_BY_HOP = new Set(["connection", "content-length", "host", "keep-alive", "transfer-encoding", "expect"])
+
+const isMultipart = (request: HttpServerRequest.HttpServerRequest): boolean =>
+  (request.headers["content-type"] ?? "").trim().toLowerCase().startsWith("multipart/")
 
 // platform-node reports a body over MaxBodySize as a RequestError caused by `Error("maxBytes exceeded")`.
 const isBodyTooLarge = (error: HttpServerError.RequestError): boolean =>

@@ -221,8 +221,26 @@ export const make = (
           orStorageError("latestSnapshot")
         )
     }
-    return storage
+    return withoutImpossibleIds(storage)
   })
+
+/**
+ * Ids with U+0000 cannot be stored (PostgreSQL text cannot hold it, and the query itself would fail): they are
+ * answered as unknown without asking the database, so a client's odd id is a 404, not a storage failure.
+ */
+const withoutImpossibleIds = (storage: DocumentStorageShape): DocumentStorageShape => {
+  const impossible = (text: string) => text.includes("\u0000")
+  return {
+    ...storage,
+    get: (id, includeDeleted) => (impossible(id) ? Effect.succeedNone : storage.get(id, includeDeleted)),
+    rename: (id, title) => (impossible(id) ? Effect.succeedNone : storage.rename(id, title)),
+    softDelete: (id) => (impossible(id) ? Effect.succeedNone : storage.softDelete(id)),
+    findByOpId: (id, opId) => (impossible(id) || impossible(opId) ? Effect.succeedNone : storage.findByOpId(id, opId)),
+    updatesAfter: (id, after, limit) => (impossible(id) ? Effect.succeed([]) : storage.updatesAfter(id, after, limit)),
+    latestVersion: (id) => (impossible(id) ? Effect.succeed(0) : storage.latestVersion(id)),
+    latestSnapshot: (id) => (impossible(id) ? Effect.succeedNone : storage.latestSnapshot(id))
+  }
+}
 
 /**
  * Storage on the `SqlClient` the host already provides (for instance one shared with `@effect/cluster`).

@@ -1,6 +1,7 @@
 /**
  * Fuzzing the REST API with fast-check against a real server (port 0) on PostgreSQL (a fresh schema): random
- * methods on every endpoint and unknown ones, random ids, random query strings, random bodies (JSON of any shape,
+ * methods on every endpoint (and on the WebSocket route without an upgrade, /metrics, /docs) and unknown ones,
+ * random ids, random query strings, random bodies (JSON of any shape,
  * well-formed bodies with one field wrong, text that is not JSON, bodies over MAX_MESSAGE_BYTES) under random
  * content types.
  *
@@ -38,8 +39,10 @@ describe("fuzzing the REST API (real server, PostgreSQL)", () => {
           fc.asyncProperty(restCall, async (generated) => {
             const request = resolve(generated, target, victim)
             const reply = await send(url, request)
-            assert.isBelow(reply.status, 500, `${request.label}: ${reply.status} ${reply.text.slice(0, 300)}`)
-            if (reply.status >= 400 && request.method !== "HEAD") {
+            // The demo page (/, /demo) answers 503 on purpose until `npm run build` has built it.
+            const demo = /^\/(demo(\/.*)?)?$/.test(request.path) && reply.status === 503
+            if (!demo) assert.isBelow(reply.status, 500, `${request.label}: ${reply.status} ${reply.text.slice(0, 300)}`)
+            if (reply.status >= 400 && request.method !== "HEAD" && !demo) {
               assert.include(reply.contentType, "json", `${request.label}: ${reply.status} ${reply.contentType} ${reply.text.slice(0, 200)}`)
               const body = parse(reply.text)
               assert.isTrue(
@@ -73,7 +76,7 @@ describe("fuzzing the REST API (real server, PostgreSQL)", () => {
 
 /** Regressions the fuzzer found (see the report of issue 5): each fails until its bug is fixed. */
 describe("fuzzing finds", () => {
-  it.scopedLive("a body that is not multipart under a multipart content type is a 400 with a message, not a 500", () =>
+  it.scopedLive("a multipart content type is refused with a 4xx and a message, not a 500 or a hang", () =>
     Effect.gen(function* () {
       // Middleware.errorResponse maps RequestError to 400 but not MultipartError ("Parse", "InvalidBoundary"),
       // which falls through to the defect branch: 500 "internal server error", logged as a failure.
@@ -82,7 +85,7 @@ describe("fuzzing finds", () => {
         const reply = yield* Effect.promise(() =>
           send(url, { ...call("POST", "/api/v1/documents"), contentType, body: JSON.stringify({ title: "x" }) })
         )
-        assert.strictEqual(reply.status, 400, `${contentType}: ${reply.text}`)
+        assert.strictEqual(reply.status, 415, `${contentType}: ${reply.text}`)
         assert.isString((parse(reply.text) as { message?: unknown } | undefined)?.message)
       }
     }))
@@ -211,7 +214,8 @@ const path = fc.oneof(
   { weight: 3, arbitrary: id.map((i) => `/api/v1/documents/${i}`) },
   { weight: 4, arbitrary: id.map((i) => `/api/v1/documents/${i}/updates`) },
   { weight: 2, arbitrary: id.map((i) => `/api/v1/documents/${i}/snapshot`) },
-  { weight: 1, arbitrary: fc.constantFrom("/api/v1/openapi.json", "/api/v1", "/api/v2/documents", "/", "/api/v1/documents/", "//api/v1/health") },
+  { weight: 1, arbitrary: id.map((i) => `/ws/documents/${i}`) },
+  { weight: 1, arbitrary: fc.constantFrom("/api/v1/openapi.json", "/api/v1", "/api/v2/documents", "/", "/api/v1/documents/", "//api/v1/health", "/metrics", "/docs") },
   { weight: 1, arbitrary: fc.array(fc.string({ maxLength: 8 }).map(encodeURIComponent), { maxLength: 4 }).map((parts) => `/${parts.join("/")}`) }
 )
 
