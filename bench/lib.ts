@@ -150,6 +150,8 @@ export interface ProcSample {
   readonly cpuSec: number
   /** resident set size, bytes */
   readonly rss: number
+  /** time the main thread spent runnable but waiting for a CPU (run queue, /proc/<pid>/schedstat), seconds */
+  readonly runWaitSec: number
   /** CPU time of the whole machine, seconds (see machineCpu) */
   readonly machine: { readonly proc: number; readonly irq: number; readonly steal: number }
 }
@@ -169,7 +171,13 @@ export const sampleProc = (pid: number): ProcSample | undefined => {
     const cpuSec = (Number(fields[11]) + Number(fields[12])) / clockTicks
     const status = readFileSync(`/proc/${pid}/status`, "latin1")
     const match = /VmRSS:\s+(\d+)\s+kB/.exec(status)
-    return { t, cpuSec, rss: match ? Number(match[1]) * 1024 : 0, machine: machineCpu() }
+    let runWaitSec = 0
+    try {
+      runWaitSec = Number(readFileSync(`/proc/${pid}/schedstat`, "latin1").split(" ")[1]) / 1e9
+    } catch {
+      // no schedstats in this kernel
+    }
+    return { t, cpuSec, rss: match ? Number(match[1]) * 1024 : 0, runWaitSec, machine: machineCpu() }
   } catch {
     return undefined
   }
@@ -212,6 +220,10 @@ export const cpuOfCommand = (comm: string): number => {
 /** CPU use between two samples, in percent of one core. */
 export const cpuPercent = (a: ProcSample, b: ProcSample): number =>
   b.t > a.t ? round(((b.cpuSec - a.cpuSec) / ((b.t - a.t) / 1000)) * 100, 1) : 0
+
+/** Time spent waiting for a CPU between two samples, in percent of the elapsed time: contention, made visible. */
+export const runWaitPercent = (a: ProcSample, b: ProcSample): number =>
+  b.t > a.t ? round(((b.runWaitSec - a.runWaitSec) / ((b.t - a.t) / 1000)) * 100, 1) : 0
 
 /** CPU use of the whole machine between two samples, in percent of one core (200% = two busy cores). */
 export const machinePercent = (a: ProcSample, b: ProcSample): { proc: number; irq: number; steal: number } => {

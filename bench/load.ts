@@ -446,8 +446,10 @@ const manyDocs = async () => {
       const due = start + phase + k * periodMs
       if (due >= end) return
       if (client.conn.ws.readyState === WebSocket.OPEN) {
-        if (due >= windowStart) sentInWindow++
         sendUpdate(client)
+        // by the actual send time, like the latency samples (a late timer may cross the window's start)
+        const at = client.sentAt[client.sentAt.length - 1]!
+        if (at >= windowStart && at < windowEnd) sentInWindow++
       }
       k++
       const timer = setTimeout(fire, Math.max(0, start + phase + k * periodMs - performance.now()))

@@ -26,6 +26,7 @@ import {
   machineCpu,
   machinePercent,
   median,
+  runWaitPercent,
   num,
   parseFlags,
   type ProcSample,
@@ -67,21 +68,35 @@ const priority = (() => {
     if (wanted !== 0) setPriority(process.pid, wanted)
     // With sched_autogroup (a group per session), nice only ranks processes inside the session: give the session's
     // group the same nice so that it counts against other sessions too.
-    if (wanted !== 0 && existsSync("/proc/self/autogroup")) writeFileSync("/proc/self/autogroup", String(wanted))
+    // The group outlives the runner (it is the session's): its previous nice is restored at exit.
+    if (wanted !== 0 && existsSync("/proc/self/autogroup")) {
+      const before = /nice\s+(-?\d+)/.exec(readFileSync("/proc/self/autogroup", "utf8"))?.[1]
+      writeFileSync("/proc/self/autogroup", String(wanted))
+      if (before !== undefined) {
+        process.on("exit", () => {
+          try {
+            writeFileSync("/proc/self/autogroup", before)
+          } catch {
+            // nothing to do
+          }
+        })
+      }
+    }
     return getPriority(process.pid)
   } catch {
     return getPriority(process.pid)
   }
 })()
-/** Before each run, wait (at most --quiet-wait s) until other processes use less than --quiet % of one core. */
+/** Before each run, wait (at most --quiet-wait s, 0: off) until other processes use less than --quiet % of one core. */
 const quietPercent = num(flags, "quiet", 25)
-const quietWaitSec = num(flags, "quiet-wait", priority < 0 ? 10 : 30)
+const quietWaitSec = num(flags, "quiet-wait", 0)
 /**
- * A run during which other processes used more than --noisy % of one core is repeated, at most --retries times.
- * With a raised priority other processes mostly take the CPU ours leave idle, hence the higher default.
+ * A run is noisy, and repeated (at most --retries times), when the server's or the generator's main thread spent
+ * more than --noisy % of the measurement waiting for a CPU (run-queue time from /proc/<pid>/schedstat): that is
+ * the share of the run that other work on the machine took from it.
  */
-const noisyPercent = num(flags, "noisy", priority < 0 ? 100 : 30)
-const retries = num(flags, "retries", 2)
+const noisyPercent = num(flags, "noisy", 25)
+const retries = num(flags, "retries", 1)
 try {
   setClockTicks(Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim()))
 } catch {
@@ -153,8 +168,9 @@ const SCENARIOS: ReadonlyArray<ScenarioDef> = [
   {
     name: "soak",
     load: "fanout",
-    args: { ...FANOUT, warmup: 10, duration: 60 },
-    quickArgs: { ...FANOUT, warmup: 5, duration: 30 },
+    // 30 s of warm-up: the heap and SQLite's caches are still growing to their working size during the first ~40 s
+    args: { ...FANOUT, warmup: 30, duration: 60 },
+    quickArgs: { ...FANOUT, warmup: 10, duration: 30 },
     targets: ["docsync-sqlite"],
     once: true
   }
@@ -569,6 +585,8 @@ const serverFigures = (samples: ReadonlyArray<ProcSample>, marks: Record<string,
     if (db !== undefined) out.dbCpuPercent = db
     out.otherCpuPercent = round(Math.max(0, machine.proc - cpuPercent(first.server, last.server) - load - (db ?? 0)), 1)
     out.irqCpuPercent = machine.irq
+    out.serverRunWaitPercent = runWaitPercent(first.server, last.server)
+    if (first.load && last.load) out.loadRunWaitPercent = runWaitPercent(first.load, last.load)
   }
   const before = marks["idle-before"]
   const holdStart = marks["hold-start"]
@@ -596,6 +614,8 @@ const metricsOf = (def: ScenarioDef, load: Record<string, any>, server: Record<s
   put("serverRssMB", server.rssMB)
   put("otherCpu", server.otherCpuPercent)
   put("irqCpu", server.irqCpuPercent)
+  put("serverRunWait", server.serverRunWaitPercent)
+  put("loadRunWait", server.loadRunWaitPercent)
   put("dbCpu", server.dbCpuPercent)
   put("meanBatchSize", server.metrics?.meanBatchSize)
   put("meanCommitMs", server.metrics?.meanCommitMs)
@@ -693,6 +713,7 @@ const tableRows = (s: Summary): Array<Row> => {
     pair(name, "server CPU %", "serverCpu", { label, ratio: false })
     pair(name, "load-gen CPU %", "loadCpu", { label, ratio: false })
     pair(name, "other processes CPU %", "otherCpu", { label, ratio: false })
+    pair(name, "server waiting for a CPU %", "serverRunWait", { label, ratio: false })
     pair(name, "server RSS MB", "serverRssMB", { label })
   }
   const md = "many-docs 200×4"
@@ -705,6 +726,7 @@ const tableRows = (s: Summary): Array<Row> => {
   pair("many-docs", "server CPU %", "serverCpu", { label: md, ratio: false })
   pair("many-docs", "load-gen CPU %", "loadCpu", { label: md, ratio: false })
   pair("many-docs", "other processes CPU %", "otherCpu", { label: md, ratio: false })
+  pair("many-docs", "server waiting for a CPU %", "serverRunWait", { label: md, ratio: false })
   const id = "idle 5,000/500"
   pair("idle", "connects/s", "connectPerSec", { label: id })
   pair("idle", "RSS per connection / KB", "rssPerConnKB", { label: id, digits: 2 })
@@ -827,13 +849,14 @@ const main = async () => {
           const t0 = Date.now()
           process.stderr.write(`  ${def.name} ${target} #${repeat}${attempt > 0 ? ` (retry ${attempt})` : ""} ... `)
           const record = await runOne(def, target, repeat)
-          record.noisy = record.ok && (record.metrics?.otherCpu ?? 0) > noisyPercent
+          const wait = Math.max(record.metrics?.serverRunWait ?? 0, record.metrics?.loadRunWait ?? 0)
+          record.noisy = record.ok && wait > noisyPercent
           runs.push(record)
           process.stderr.write(record.ok ? `${((Date.now() - t0) / 1000).toFixed(1)} s ${brief(record)}\n` : `FAILED: ${record.error?.split("\n")[0]}\n`)
           if (!record.ok && record.error && record.error.includes("\n")) process.stderr.write(`${record.error}\n`)
           if (!record.noisy) break
           if (attempt < retries) {
-            process.stderr.write(`    other processes used ${record.metrics?.otherCpu}% CPU during the measurement: repeating\n`)
+            process.stderr.write(`    waited for a CPU ${wait}% of the measurement (other processes used ${record.metrics?.otherCpu}% of a core): repeating\n`)
             record.discarded = true
           }
         }
@@ -860,7 +883,10 @@ const main = async () => {
   ].join("\n")
   console.log(report)
   const noisy = runs.filter((r) => r.noisy && !r.discarded)
-  if (noisy.length > 0) console.log(`\n${noisy.length} run(s) in the medians had other processes above ${noisyPercent}% CPU: ${noisy.map((r) => `${r.scenario}/${r.target}#${r.repeat} (${r.metrics?.otherCpu}%)`).join(", ")}`)
+  if (noisy.length > 0) {
+    const list = noisy.map((r) => `${r.scenario}/${r.target}#${r.repeat} (${Math.max(r.metrics?.serverRunWait ?? 0, r.metrics?.loadRunWait ?? 0)}%)`)
+    console.log(`\n${noisy.length} run(s) in the medians waited for a CPU more than ${noisyPercent}% of the time (other work on the machine): ${list.join(", ")}`)
+  }
   const failed = runs.filter((r) => !r.ok)
   if (failed.length > 0) console.log(`\n${failed.length} run(s) failed: ${failed.map((r) => `${r.scenario}/${r.target}#${r.repeat}`).join(", ")}`)
   const outDir = join(benchDir, "results")
@@ -884,6 +910,7 @@ const brief = (r: RunRecord): string => {
   if (m.serverCpu !== undefined) parts.push(`server ${fmt(m.serverCpu)}% CPU`)
   if (m.loadCpu !== undefined) parts.push(`load ${fmt(m.loadCpu)}%`)
   if (m.otherCpu !== undefined) parts.push(`others ${fmt(m.otherCpu)}%`)
+  if (m.serverRunWait !== undefined) parts.push(`run-queue wait ${fmt(m.serverRunWait)}% / ${fmt(m.loadRunWait)}%`)
   if (m.meanBatchSize !== undefined) parts.push(`batch ${fmt(m.meanBatchSize)}, commit ${fmt(m.meanCommitMs, 2)} ms`)
   if (m.errors) parts.push(`${m.errors} error frames`)
   if (m.unexpectedCloses) parts.push(`${m.unexpectedCloses} unexpected closes`)
