@@ -74,12 +74,12 @@ describe("fuzzing the REST API (real server, PostgreSQL)", () => {
     }), 60_000)
 })
 
-/** Regressions the fuzzer found (see the report of issue 5): each fails until its bug is fixed. */
+/** Regressions: what the fuzzer found (issue 5). Each of these failed until its bug was fixed (fdc552e, 6cfc914). */
 describe("fuzzing finds", () => {
   it.scopedLive("a multipart content type is refused with a 4xx and a message, not a 500 or a hang", () =>
     Effect.gen(function* () {
-      // Middleware.errorResponse maps RequestError to 400 but not MultipartError ("Parse", "InvalidBoundary"),
-      // which falls through to the defect branch: 500 "internal server error", logged as a failure.
+      // Middleware.errorResponse mapped RequestError to 400 but not MultipartError ("Parse", "InvalidBoundary"),
+      // which fell through to the defect branch: 500 "internal server error", logged as a failure.
       const url = yield* startServer()
       for (const contentType of ["multipart/form-data; boundary=x", "multipart/form-data"]) {
         const reply = yield* Effect.promise(() =>
@@ -92,7 +92,7 @@ describe("fuzzing finds", () => {
 
   it.scopedLive("PostgreSQL: an id or a title with U+0000 is a 404 / 400, not a 500", () =>
     Effect.gen(function* () {
-      // PostgreSQL text cannot hold U+0000: the query fails and the handlers answer 500 "could not reach its
+      // PostgreSQL text cannot hold U+0000: the query failed and the handlers answered 500 "could not reach its
       // storage", although the id simply does not exist (Domain/Document.ts: "unknown ids are simply not found")
       // and the title is the client's mistake.
       const { url: pgUrl } = yield* freshPgSchema

@@ -70,13 +70,13 @@ describe("fuzzing the WebSocket protocol (real server, SQLite)", () => {
     }))
 })
 
-/** Regressions the fuzzer found (see the report of issue 5): each fails until its bug is fixed. */
+/** Regressions: what the fuzzer found (issue 5). Each of these failed until its bug was fixed (fdc552e, 6cfc914). */
 describe("fuzzing finds", () => {
   it.scopedLive("a presence state nested thousands deep gets an error frame and the connection stays open", () =>
     Effect.gen(function* () {
       // Depth 6,000 is 36 KB, well within MAX_MESSAGE_BYTES. JSON.parse takes it; JSON.stringify of the state (the
-      // MAX_PRESENCE_BYTES check in Protocol.decodeClientFrame) throws RangeError, the connection's fiber dies and
-      // the socket is closed with 1001 "server shutting down" while the server is not shutting down.
+      // MAX_PRESENCE_BYTES check in Protocol.decodeClientFrame) threw RangeError, the connection's fiber died and
+      // the socket was closed with 1001 "server shutting down" while the server was not shutting down.
       const url = yield* startServer({ config: LIMITS })
       const id = yield* createDocument(url)
       const client = yield* connect(url, id)
@@ -93,9 +93,9 @@ describe("fuzzing finds", () => {
 
   it.scopedLive("an opId that is not well-formed UTF-16 is refused, or stored and read back as it was acked", () =>
     Effect.gen(function* () {
-      // JSON may escape a lone surrogate ("\ud800"). docsync acks such an opId, then SQLite stores it as WTF-8 and
-      // reads it back as "\ufffd\ufffd\ufffd" (on PostgreSQL as "\ufffd": two different opIds then collide on the
-      // unique key and every batch holding the second fails with `internal`, innocent updates included).
+      // JSON may escape a lone surrogate ("\ud800"). docsync acked such an opId, then SQLite stored it as WTF-8 and
+      // read it back as "\ufffd\ufffd\ufffd" (on PostgreSQL as "\ufffd": two different opIds then collided on the
+      // unique key and every batch holding the second failed with `internal`, innocent updates included).
       const dir = yield* tempDir
       const url = yield* startServer({ storage: layerSqlite({ filename: Path.join(dir, "surrogate.db") }), config: LIMITS })
       const id = yield* createDocument(url)
@@ -114,9 +114,9 @@ describe("fuzzing finds", () => {
 describe("fuzzing finds (PostgreSQL)", () => {
   it.scopedLive("an opId with U+0000 does not make the updates stored beside it fail", () =>
     Effect.gen(function* () {
-      // PostgreSQL text cannot hold U+0000 ("invalid byte sequence for encoding UTF8: 0x00"). The protocol lets such
-      // an opId (or actorId) through, the group commit puts it in one transaction with whatever else was queued, and
-      // the whole batch fails: every update in it gets `internal`, and the bad one fails on every retry.
+      // PostgreSQL text cannot hold U+0000 ("invalid byte sequence for encoding UTF8: 0x00"). The protocol let such
+      // an opId (or actorId) through, the group commit put it in one transaction with whatever else was queued, and
+      // the whole batch failed: every update in it got `internal`, and the bad one failed on every retry.
       const { url: pgUrl } = yield* freshPgSchema
       const url = yield* startServer({ storage: layerPg({ url: pgUrl }), config: LIMITS })
       const id = yield* createDocument(url)
