@@ -1,11 +1,12 @@
 /**
  * Helpers for actor tests: a recording connection and a registry on in-memory storage.
  */
-import { Effect, Layer, Logger, LogLevel } from "effect"
+import { Layer, Logger, LogLevel } from "effect"
 import * as Config from "../../src/Config.js"
 import type { Connection } from "../../src/Document/DocumentActor.js"
 import * as DocumentRegistry from "../../src/Document/DocumentRegistry.js"
-import { DocumentStorage, layerMemory, type DocumentStorageShape } from "../../src/Storage/DocumentStorage.js"
+import { type DocumentStorage, layerMemory } from "../../src/Storage/DocumentStorage.js"
+import { layerMemoryWith } from "../support/TestStorage.js"
 
 export interface RecordingConnection extends Connection {
   readonly frames: Array<Record<string, unknown>>
@@ -45,14 +46,8 @@ export const registryLayer = (
     Layer.provideMerge(Logger.minimumLogLevel(LogLevel.None))
   )
 
-/** Wraps storage so a test can replace some of its methods. */
-export const wrapStorage = (
-  wrap: (storage: DocumentStorageShape) => Partial<DocumentStorageShape>
-): Layer.Layer<DocumentStorage> =>
-  Layer.effect(
-    DocumentStorage,
-    Effect.map(DocumentStorage, (storage) => ({ ...storage, ...wrap(storage) }))
-  ).pipe(Layer.provide(layerMemory))
+/** In-memory storage with some of its methods replaced (the same helper the HTTP tests use). */
+export const wrapStorage = layerMemoryWith
 
 export const delta = (text: string) => {
   const bytes = new TextEncoder().encode(text)
