@@ -108,6 +108,29 @@ for (const file of files) {
     }
     byOwner.set(owner, (byOwner.get(owner) ?? 0) + us)
   }
+  const byLayer = new Map<string, number>()
+  for (const [place, us] of byPlace) {
+    const layer = place.startsWith("src/")
+      ? "docsync (src/)"
+      : place === "@effect/sql-sqlite-node/SqliteClient.js"
+        ? "SQLite statements (better-sqlite3 run/all, incl. fsync)"
+        : place.startsWith("effect/")
+          ? "Effect runtime (effect/*)"
+          : place.startsWith("@effect/")
+            ? "@effect/* (sql, platform)"
+            : place.startsWith("ws/")
+              ? "ws"
+              : place.startsWith("better-sqlite3/")
+                ? "better-sqlite3 (JS)"
+                : place.startsWith("node:")
+                  ? "Node internals (streams, net, timers)"
+                  : place.startsWith("(native")
+                    ? "native (syscalls such as writev, JSON, regexp)"
+                    : place === "(garbage collector)"
+                      ? "garbage collector"
+                      : "other"
+    byLayer.set(layer, (byLayer.get(layer) ?? 0) + us)
+  }
   const busy = total - idle
   const pct = (us: number) => `${((us / busy) * 100).toFixed(1).padStart(5)}%`
   const ms = (us: number) => `${(us / 1000).toFixed(0).padStart(7)} ms`
@@ -116,6 +139,7 @@ for (const file of files) {
     for (const [key, us] of [...map].sort((a, b) => b[1] - a[1]).slice(0, top)) console.log(`  ${pct(us)} ${ms(us)}  ${key}`)
   }
   console.log(`\n${file}\n  window: ${windowNote}\n  ${(total / 1e6).toFixed(2)} s sampled, ${(busy / 1e6).toFixed(2)} s busy (percentages are of busy time)`)
+  list("self time by layer", byLayer)
   list(`top ${top} functions by self time`, byFunction)
   list("self time by file", byPlace)
   list("time under the nearest project (src/) function on the stack", byOwner)

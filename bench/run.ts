@@ -96,7 +96,7 @@ const quietWaitSec = num(flags, "quiet-wait", 0)
  * the share of the run that other work on the machine took from it.
  */
 const noisyPercent = num(flags, "noisy", 25)
-const retries = num(flags, "retries", 1)
+const retries = num(flags, "retries", quick ? 0 : 1)
 try {
   setClockTicks(Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim()))
 } catch {
@@ -162,8 +162,8 @@ const SCENARIOS: ReadonlyArray<ScenarioDef> = [
     load: "fanout",
     args: { ...FANOUT, warmup: 2, duration: 5 },
     quickArgs: { ...FANOUT, warmup: 1, duration: 3 },
-    // docsync-sqlite and the baseline come from the fanout scenario when it ran (same shape, same run)
-    targets: ["docsync-memory", "docsync-sqlite-normal", "docsync-postgres"]
+    // every backend and the baseline interleaved in each repeat, so that they meet the same conditions
+    targets: ["docsync-memory", "docsync-sqlite", "docsync-sqlite-normal", "docsync-postgres", "baseline"]
   },
   {
     name: "soak",
@@ -736,11 +736,11 @@ const tableRows = (s: Summary): Array<Row> => {
   pair("join", "open → state, median ms", "plain.warm.openToState", { label: jn, digits: 2 })
   pair("join", "connect → state, median ms", "plain.warm.connectToState", { label: jn, digits: 2 })
   pair("join", "cold (document unloaded) open → state ms", "plain.cold.openToState", { label: jn, digits: 2 })
-  pair("join", "state frame KB", "plain.stateKB", { label: jn })
+  pair("join", "state frame KB", "plain.stateKB", { label: jn, ratio: false })
   const js = "join, snapshot every 100"
-  pair("join", "open → state, median ms", "snapshot.warm.openToState", { label: js, digits: 2 })
+  pair("join", "open → state, median ms", "snapshot.warm.openToState", { label: js, digits: 2, ratio: false })
   pair("join", "cold (document unloaded) open → state ms", "snapshot.cold.openToState", { label: js, digits: 2 })
-  pair("join", "state frame KB", "snapshot.stateKB", { label: js })
+  pair("join", "state frame KB", "snapshot.stateKB", { label: js, ratio: false })
   return rows
 }
 
@@ -756,21 +756,24 @@ const renderTable = (s: Summary): string => {
 const durabilityTable = (s: Summary): string | undefined => {
   const sources: Array<[string, Record<string, number> | undefined]> = [
     ["memory://", s.durability?.["docsync-memory"]],
-    ["SQLite, synchronous = FULL (default)", s.durability?.["docsync-sqlite"] ?? s.fanout?.["docsync-sqlite"]],
+    ["SQLite, synchronous = FULL (default)", s.durability?.["docsync-sqlite"]],
     ["SQLite, synchronous = NORMAL", s.durability?.["docsync-sqlite-normal"]],
     ["PostgreSQL", s.durability?.["docsync-postgres"]],
-    ["baseline", s.durability?.baseline ?? s.fanout?.baseline]
+    ["baseline", s.durability?.baseline]
   ]
   if (s.durability === undefined) return undefined
-  const lines = ["| fanout 1×1×10 on | delivered/s | vs baseline | ack p50 / p99 ms | latency p99 ms | server CPU % (+ database) |", "|---|---|---|---|---|---|"]
+  const lines = [
+    "| fanout 1×1×10 on | delivered/s | vs baseline | ack p50 / p99 ms | latency p99 ms | server CPU % (+ database) | waiting for a CPU % | mean batch / commit ms |",
+    "|---|---|---|---|---|---|---|---|"
+  ]
   const baseline = sources[sources.length - 1]![1]?.deliveredPerSec
   for (const [name, m] of sources) {
     if (m === undefined) {
-      lines.push(`| ${name} | not run | | | | |`)
+      lines.push(`| ${name} | not run | | | | | | |`)
       continue
     }
     lines.push(
-      `| ${name} | ${fmt(m.deliveredPerSec)} | ${baseline ? (m.deliveredPerSec! / baseline).toFixed(2) + "×" : ""} | ${fmt(m["ack.p50"], 2)} / ${fmt(m["ack.p99"], 2)} | ${fmt(m["latency.p99"], 2)} | ${fmt(m.serverCpu)}${m.dbCpu !== undefined ? ` + ${fmt(m.dbCpu)}` : ""} |`
+      `| ${name} | ${fmt(m.deliveredPerSec)} | ${baseline ? (m.deliveredPerSec! / baseline).toFixed(2) + "×" : ""} | ${fmt(m["ack.p50"], 2)} / ${fmt(m["ack.p99"], 2)} | ${fmt(m["latency.p99"], 2)} | ${fmt(m.serverCpu)}${m.dbCpu !== undefined ? ` + ${fmt(m.dbCpu)}` : ""} | ${fmt(m.serverRunWait)} | ${m.meanBatchSize !== undefined ? `${fmt(m.meanBatchSize)} / ${fmt(m.meanCommitMs, 2)}` : "–"} |`
     )
   }
   return lines.join("\n")
@@ -838,10 +841,6 @@ const main = async () => {
   if (serverMode === "dist" && bool(flags, "build", true)) buildDocsync(flags.get("ref"))
   for (const def of defs) {
     const targets = [...def.targets]
-    if (def.name === "durability") {
-      // same run, same shape: reuse fanout's SQLite and baseline figures, else measure them here
-      if (!selected.includes("fanout")) targets.unshift("docsync-sqlite", "baseline")
-    }
     const n = def.once ? 1 : repeats
     for (let repeat = 1; repeat <= n; repeat++) {
       for (const target of targets) {
