@@ -14,7 +14,7 @@ import { type Document, type DocumentId, DocumentOut, type UpdateOut, updateOut 
 import * as Protocol from "../Domain/Protocol.js"
 import { DocumentRegistry } from "../Document/DocumentRegistry.js"
 import { BadRequest, DocumentNotFound, InternalError, InvalidBaseVersion, SnapshotNotFound } from "../Domain/Errors.js"
-import { DocumentStorage, type StorageError } from "../Storage/DocumentStorage.js"
+import { DocumentStorage, StorageError } from "../Storage/DocumentStorage.js"
 import { Api } from "./Api.js"
 import { type Action, Authorizer, CurrentPrincipal } from "./Authorizer.js"
 import * as Cursor from "./Cursor.js"
@@ -152,7 +152,7 @@ export const refailStorage = <A, E, R>(
 ): Effect.Effect<A, Exclude<E, StorageError> | InternalError, R> =>
   Effect.catchIf(
     effect,
-    (error): error is StorageError => isStorageError(error),
+    (error): error is StorageError => error instanceof StorageError,
     (error) =>
       Effect.logError(`storage failed during ${error.operation}`, error.cause).pipe(
         Effect.zipRight(
@@ -162,6 +162,3 @@ export const refailStorage = <A, E, R>(
   )
 
 const STORAGE_FAILED = "the server could not reach its storage; nothing was changed, retry later"
-
-const isStorageError = (u: unknown): u is StorageError =>
-  typeof u === "object" && u !== null && "_tag" in u && u._tag === "StorageError"

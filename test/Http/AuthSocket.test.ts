@@ -7,8 +7,8 @@
  * `scopedLive`: token expiry is checked against the server's Clock, which must be the wall clock that signed them.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Logger, LogLevel } from "effect"
-import { request } from "../support/TestServer.js"
+import { Effect, LogLevel } from "effect"
+import { capture, request } from "../support/TestServer.js"
 import { connect } from "../support/WsClient.js"
 import {
   badTokens,
@@ -183,12 +183,3 @@ describe("secrets in logs", () => {
     }))
 })
 
-const capture = (lines: Array<string>) =>
-  Logger.replace(
-    Logger.defaultLogger,
-    Logger.make(({ message, annotations }) => {
-      const text = (Array.isArray(message) ? message : [message]).map(String).join(" ")
-      const extra = [...annotations].map(([key, value]) => `${key}=${String(value)}`).join(" ")
-      lines.push(extra === "" ? text : `${text} ${extra}`)
-    })
-  )

@@ -7,7 +7,7 @@ import * as Config from "../../src/Config.js"
 import * as Middleware from "../../src/Http/Middleware.js"
 import * as Server from "../../src/Http/Server.js"
 import { DocumentStorage, makeMemory } from "../../src/Storage/DocumentStorage.js"
-import { messageOf, request, startServer } from "../support/TestServer.js"
+import { capture, messageOf, request, startServer } from "../support/TestServer.js"
 
 describe("HTTP server", () => {
   it.scoped("serves the OpenAPI document with every path", () =>
@@ -146,16 +146,6 @@ describe("HTTP server", () => {
     }))
 })
 
-/** A logger Layer that records each message as text. */
-const capture = (lines: Array<string>) =>
-  Logger.replace(
-    Logger.defaultLogger,
-    Logger.make(({ message, annotations }) => {
-      const text = (Array.isArray(message) ? message : [message]).map(String).join(" ")
-      const extra = [...annotations].map(([key, value]) => `${key}=${String(value)}`).join(" ")
-      lines.push(extra === "" ? text : `${text} ${extra}`)
-    })
-  )
 
 /** POST without Content-Length: Node sends the chunks with Transfer-Encoding: chunked. */
 const postChunked = (url: string, chunks: ReadonlyArray<string>) =>

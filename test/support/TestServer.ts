@@ -69,3 +69,14 @@ export const messageOf = (reply: Reply): string => {
   }
   throw new Error(`expected a JSON body with a message, got ${reply.status} ${reply.contentType} ${reply.text}`)
 }
+
+/** A logger Layer that records each message as text, with its annotations as key=value. */
+export const capture = (lines: Array<string>) =>
+  Logger.replace(
+    Logger.defaultLogger,
+    Logger.make(({ message, annotations }) => {
+      const text = (Array.isArray(message) ? message : [message]).map(String).join(" ")
+      const extra = [...annotations].map(([key, value]) => `${key}=${String(value)}`).join(" ")
+      lines.push(extra === "" ? text : `${text} ${extra}`)
+    })
+  )
