@@ -31,6 +31,8 @@ export interface ServerConfigShape {
   readonly mailboxCapacity: number
   /** Most updates stored in one transaction (group commit). */
   readonly maxBatchSize: number
+  /** Bytes of encoded updates a loaded document keeps in memory for joins (its log since the latest snapshot). */
+  readonly logTailBytes: number
   /** SQLite only: `full` fsyncs every commit (acks survive power loss); `normal` survives a killed process only. */
   readonly sqliteSynchronous: "full" | "normal"
   /** A storage call of a document actor that takes longer fails (clients get `internal` and retry). */
@@ -66,6 +68,7 @@ export const defaults: ServerConfigShape = {
   maxBufferedBytes: 16 * 1024 * 1024,
   mailboxCapacity: 4096,
   maxBatchSize: 512,
+  logTailBytes: 8 * 1024 * 1024,
   storageTimeout: Duration.seconds(10),
   sqliteSynchronous: "full",
   heartbeatInterval: Duration.seconds(30),
@@ -137,6 +140,7 @@ export const fromEnv: Config.Config<ServerConfigShape> = Config.all({
   ),
   mailboxCapacity: int("MAILBOX_CAPACITY", "Commands a document's mailbox holds", defaults.mailboxCapacity, 1),
   maxBatchSize: int("MAX_BATCH_SIZE", "Most updates stored in one transaction", defaults.maxBatchSize, 1, 10_000),
+  logTailBytes: int("LOG_TAIL_BYTES", "Bytes of a document's log kept in memory for joins", defaults.logTailBytes, 0),
   sqliteSynchronous: Config.literal("full", "normal")("SQLITE_SYNCHRONOUS").pipe(
     Config.withDefault("full" as const),
     Config.withDescription("SQLite synchronous mode: full (fsync every commit) or normal (survives SIGKILL, not power loss)")

@@ -12,15 +12,18 @@ import * as CloseCodes from "../Domain/CloseCodes.js"
 import type { DocumentId, Snapshot, StoredUpdate } from "../Domain/Document.js"
 import { updateOut } from "../Domain/Document.js"
 import type { PresenceEntry, StateMessage } from "../Domain/Protocol.js"
-import { DocumentStorage, type StorageError } from "../Storage/DocumentStorage.js"
+import { DocumentStorage, StorageError } from "../Storage/DocumentStorage.js"
 import * as Metrics from "./Metrics.js"
 
 /** What the actor needs of a connection. Both methods return at once and never throw. */
 export interface Connection {
   readonly clientId: string
   readonly actorId: string
-  /** Queues an encoded frame for the client. */
-  readonly send: (frame: string) => void
+  /**
+   * Queues an encoded text frame for the client: a string, or its UTF-8 bytes (a frame for many connections is
+   * encoded once, not once per connection).
+   */
+  readonly send: (frame: string | Uint8Array) => void
   /** Closes the connection with a WebSocket close code. */
   readonly close: (code: number, reason: string) => void
 }
@@ -148,6 +151,11 @@ export interface ActorSettings {
   readonly snapshotEvery: number
   readonly snapshotRequestTimeoutMillis: number
   readonly presenceIdleMillis: number
+  /**
+   * Most bytes of encoded updates kept in memory for joins (the log since the latest snapshot); a join that needs
+   * older updates reads them from storage.
+   */
+  readonly logTailBytes: number
 }
 
 export interface DocumentActor {
@@ -157,6 +165,7 @@ export interface DocumentActor {
 
 /** Most opIds remembered in memory; older ones are still found in storage. */
 export const DEDUPE_CACHE_SIZE = 10_000
+
 
 /**
  * Loads a document's actor from storage; none when the document does not exist. Members that were sent less than
@@ -177,11 +186,14 @@ export const load = (
     let version = yield* storage.latestVersion(documentId)
     let snapshot: Option.Option<Snapshot> = yield* storage.latestSnapshot(documentId)
     const dedupe = new Map<string, number>()
+    /** The updates after `tail.start`, up to `version`, encoded as in `state` (filled by the first join). */
+    const tail = new LogTail(version, settings.logTailBytes)
     /** The snapshot_request in flight, at most one per document. */
     let requested: { readonly connection: Connection; readonly at: number } | undefined
     const snapshotVersion = () => Option.match(snapshot, { onNone: () => 0, onSome: (s) => s.version })
 
-    const broadcast = (frame: string, except?: Connection) => {
+    const broadcast = (text: string, except?: Connection) => {
+      const frame = Buffer.from(text)
       for (const member of members.values()) {
         if (member.connection !== except) member.connection.send(frame)
       }
@@ -201,7 +213,7 @@ export const load = (
       if (from >= version) return
       const missed = yield* storage.updatesAfter(documentId, from, version - from)
       for (const update of missed) {
-        const frame = remoteUpdateFrame(update.seq, update.opId, update.actorId, updateOut(update).deltaB64)
+        const frame = Buffer.from(remoteUpdateFrame(update.seq, update.opId, update.actorId, updateOut(update).deltaB64))
         for (const member of members.values()) {
           if (member.lastSeq < update.seq) {
             member.connection.send(frame)
@@ -220,13 +232,23 @@ export const load = (
         const resumeFrom = since === undefined || reset ? 0 : since
         const fromSnapshot = Option.filter(snapshot, (s) => s.version > resumeFrom && s.version <= version)
         const base = Option.match(fromSnapshot, { onNone: () => resumeFrom, onSome: (s) => s.version })
-        const updates = version > base ? yield* storage.updatesAfter(documentId, base, version - base) : []
+        let updates = tail.after(Math.max(base, tail.start))
+        if (base < tail.start) {
+          // Read from storage once, then kept (within logTailBytes): the next join is served from memory.
+          const older = yield* storage.updatesAfter(documentId, base, tail.start - base)
+          if (older.length !== tail.start - base || older[0]?.seq !== base + 1) {
+            return yield* new StorageError({ operation: "join", cause: `the log of ${documentId} has a gap after ${base}` })
+          }
+          const encoded = older.map((update) => JSON.stringify(updateOut(update)))
+          updates = encoded.concat(updates)
+          tail.prepend(base, encoded)
+        }
         const presence: Array<PresenceEntry> = []
         for (const member of members.values()) {
           if (member.idle) continue
           presence.push({ clientId: member.connection.clientId, actorId: member.connection.actorId, state: member.presence })
         }
-        const state: StateMessage = {
+        const state: Omit<StateMessage, "updates"> = {
           type: "state",
           documentId,
           clientId: command.connection.clientId,
@@ -235,11 +257,10 @@ export const load = (
             onNone: () => null,
             onSome: (s) => ({ version: s.version, snapshotB64: Base64.encode(s.data) })
           }),
-          updates: updates.map(updateOut),
           presence,
           ...(reset ? { reset: true as const } : {})
         }
-        command.connection.send(JSON.stringify(state))
+        command.connection.send(stateFrame(state, updates))
         const joined = JSON.stringify({
           type: "presence_join",
           clientId: command.connection.clientId,
@@ -335,6 +356,7 @@ export const load = (
         }
         yield* storage.putSnapshot(documentId, { version: command.version, data: command.data })
         snapshot = Option.some({ version: command.version, data: command.data })
+        tail.dropThrough(command.version)
         requested = undefined
         command.reply({ _tag: "Accepted", version: command.version })
       })
@@ -381,6 +403,7 @@ export const load = (
           for (const command of pending) answer(command, { _tag: "Failed", message: "storage failed; retry with the same opId" })
           // The transaction may have committed before the failure was reported: catch up from storage.
           version = yield* storage.latestVersion(documentId).pipe(Effect.orElseSucceed(() => version))
+          tail.reset(version)
           yield* Effect.ignore(sendMissed)
           return
         }
@@ -396,7 +419,9 @@ export const load = (
             continue
           }
           version = result.seq
-          const frame = remoteUpdateFrame(result.seq, command.opId, command.actorId, command.deltaB64)
+          const fragment = JSON.stringify({ seq: result.seq, opId: command.opId, actorId: command.actorId, deltaB64: command.deltaB64 })
+          tail.append(fragment)
+          const frame = Buffer.from(`{"type":"remote_update",${fragment.slice(1)}`)
           for (const member of members.values()) {
             if (member.connection !== command.origin) member.connection.send(frame)
             member.lastSeq = result.seq
@@ -516,6 +541,75 @@ const outcomeLabel: Record<UpdateOutcome["_tag"], string> = {
 
 const presenceLeave = (connection: Connection, reason: "idle" | "disconnect"): string =>
   JSON.stringify({ type: "presence_leave", clientId: connection.clientId, actorId: connection.actorId, reason })
+
+/** `state` with its updates spliced in as already-encoded JSON (the same text `JSON.stringify` would give). */
+const stateFrame = (state: Omit<StateMessage, "updates">, updates: ReadonlyArray<string>): string => {
+  const { presence, reset, ...head } = state
+  const tail = JSON.stringify({ presence, ...(reset === true ? { reset } : {}) })
+  return `${JSON.stringify(head).slice(0, -1)},"updates":[${updates.join(",")}],${tail.slice(1)}`
+}
+
+/**
+ * The end of a document's log in memory, as the `Update` JSON of `state`: the updates after `start` up to the
+ * latest. Bounded by `maxBytes` (UTF-16 units, close to bytes for this ASCII JSON): past it the oldest are dropped
+ * (`start` moves up).
+ */
+class LogTail {
+  private fragments: Array<string> = []
+  private head = 0
+  private bytes = 0
+  constructor(public start: number, private readonly maxBytes: number) {}
+
+  /** The updates after `seq` (>= start). */
+  after(seq: number): ReadonlyArray<string> {
+    return this.fragments.slice(this.head + seq - this.start)
+  }
+
+  /** The next update. */
+  append(fragment: string): void {
+    this.fragments.push(fragment)
+    this.bytes += fragment.length
+    this.trim()
+  }
+
+  /** Updates `from + 1 .. start`, read from storage. */
+  prepend(from: number, fragments: ReadonlyArray<string>): void {
+    this.fragments = [...fragments, ...this.fragments.slice(this.head)]
+    this.head = 0
+    this.start = from
+    for (const fragment of fragments) this.bytes += fragment.length
+    this.trim()
+  }
+
+  /** Forgets the updates up to `seq` (a snapshot covers them). */
+  dropThrough(seq: number): void {
+    while (this.start < seq && this.head < this.fragments.length) this.dropOldest()
+    if (this.start < seq) this.reset(seq)
+  }
+
+  /** Empties the tail at `seq`. */
+  reset(seq: number): void {
+    this.fragments = []
+    this.head = 0
+    this.bytes = 0
+    this.start = seq
+  }
+
+  private trim(): void {
+    while (this.bytes > this.maxBytes && this.head < this.fragments.length) this.dropOldest()
+  }
+
+  private dropOldest(): void {
+    this.bytes -= (this.fragments[this.head] as string).length
+    this.head++
+    this.start++
+    // Compact now and then rather than shifting the array on every drop.
+    if (this.head > 1024 && this.head * 2 > this.fragments.length) {
+      this.fragments = this.fragments.slice(this.head)
+      this.head = 0
+    }
+  }
+}
 
 const remoteUpdateFrame = (seq: number, opId: string, actorId: string, deltaB64: string): string =>
   JSON.stringify({ type: "remote_update", seq, opId, actorId, deltaB64 })

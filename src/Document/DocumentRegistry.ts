@@ -15,6 +15,11 @@ import * as Metrics from "./Metrics.js"
 export interface Session {
   /** Puts a command in the document's mailbox, waiting while the mailbox is full. */
   readonly submit: (command: DocumentActor.Command) => Effect.Effect<void>
+  /**
+   * Puts a command in the document's mailbox if it has room, without an Effect (a socket's frames, in its message
+   * callback); false when the mailbox is full and the command was not taken.
+   */
+  readonly offer: (command: DocumentActor.Command) => boolean
   /** Puts commands in the document's mailbox in order, in one offer, waiting while the mailbox is full. */
   readonly submitAll: (commands: Iterable<DocumentActor.Command>) => Effect.Effect<void>
   /** Records that the client sent a message (presence idleness). Cheap: call it for every frame. */
@@ -65,7 +70,8 @@ export const make: Effect.Effect<DocumentRegistryShape, never, Scope.Scope | Ser
     const settings: DocumentActor.ActorSettings = {
       snapshotEvery: config.snapshotEvery,
       snapshotRequestTimeoutMillis: Duration.toMillis(config.snapshotRequestTimeout),
-      presenceIdleMillis: idleMillis
+      presenceIdleMillis: idleMillis,
+      logTailBytes: config.logTailBytes
     }
     const slots = yield* RcMap.make({
       lookup: (documentId: DocumentId) =>
@@ -94,6 +100,7 @@ export const make: Effect.Effect<DocumentRegistryShape, never, Scope.Scope | Ser
           const activity: DocumentActor.Activity = { last: clock.unsafeCurrentTimeMillis() }
           const session: Session = {
             submit: (command) => Queue.offer(slot.mailbox, command).pipe(Effect.asVoid),
+            offer: (command) => slot.mailbox.unsafeOffer(command),
             submitAll: (commands) => Queue.offerAll(slot.mailbox, commands).pipe(Effect.asVoid),
             touch: () => {
               activity.last = clock.unsafeCurrentTimeMillis()
@@ -189,13 +196,28 @@ const makeSlot = (
         yield* Effect.logDebug("document unloaded").pipe(Effect.annotateLogs("documentId", documentId))
       })
     )
-    yield* Queue.takeBetween(mailbox, 1, maxBatchSize).pipe(
-      Effect.flatMap((batch) => run(Chunk.toReadonlyArray(batch))),
+    // A batch is what arrived during one turn of the event loop: after the first command, the fiber waits for the
+    // turn's other socket reads (setImmediate runs after the poll phase) before it takes the rest. Bigger batches
+    // mean fewer transactions and fewer socket writes; the wait is one turn.
+    yield* Queue.take(mailbox).pipe(
+      Effect.flatMap((first) =>
+        Effect.map(
+          Effect.zipRight(nextTurn, Queue.takeUpTo(mailbox, maxBatchSize - 1)),
+          (rest) => [first, ...rest]
+        )
+      ),
+      Effect.flatMap(run),
       Effect.forever,
       Effect.forkScoped
     )
     return { mailbox }
   })
+
+/** Resumes after the current turn of the event loop (its I/O callbacks) has run. */
+const nextTurn: Effect.Effect<void> = Effect.async<void>((resume) => {
+  const handle = setImmediate(() => resume(Effect.void))
+  return Effect.sync(() => clearImmediate(handle))
+})
 
 /**
  * Wakes when the connection has been silent for `idleMillis` and asks the actor to check it; sleeps again for

@@ -54,5 +54,21 @@ export const add = <Type, Out>(metric: Metric.Metric<Type, number, Out>, by: num
 export const record = <Type, Out>(metric: Metric.Metric<Type, number, Out>, value: number, tags: Record<string, string> = {}): void =>
   metric.unsafeUpdate(value, labels(tags))
 
-const labels = (tags: Record<string, string>): ReadonlyArray<MetricLabel.MetricLabel> =>
-  Object.entries(tags).map(([key, value]) => MetricLabel.make(key, value))
+/**
+ * One label array per tag set, reused: Effect caches a metric's hook by the identity of this array, so a new array
+ * per call would hash the metric key and look it up in the registry on every update.
+ */
+const labelCache = new Map<string, ReadonlyArray<MetricLabel.MetricLabel>>()
+const noLabels: ReadonlyArray<MetricLabel.MetricLabel> = []
+
+const labels = (tags: Record<string, string>): ReadonlyArray<MetricLabel.MetricLabel> => {
+  const entries = Object.entries(tags)
+  if (entries.length === 0) return noLabels
+  const key = JSON.stringify(entries)
+  let cached = labelCache.get(key)
+  if (cached === undefined) {
+    cached = entries.map(([name, value]) => MetricLabel.make(name, value))
+    labelCache.set(key, cached)
+  }
+  return cached
+}

@@ -7,13 +7,15 @@
  * and `snapshot` messages get `forbidden`); then the connection caps are checked (else 4429). An open socket is
  * closed with 4401 when its credentials expire.
  *
- * Frames are read synchronously into an inbound queue (in arrival order) and drained by one fiber per
- * connection; each frame takes a token from the connection's bucket (else `rate_limited`, not served). The actor
- * writes outbound frames straight to the socket, bounded by MAX_BUFFERED_BYTES.
+ * Frames are served synchronously in the socket's message callback, in arrival order: each takes a token from
+ * the connection's bucket (else `rate_limited`, not served), is decoded, and its command goes straight into the
+ * document's mailbox (see `makeSubmitter` for a full one). The actor writes outbound frames straight to the
+ * socket, bounded by MAX_BUFFERED_BYTES, corked so that a batch costs one socket write per client.
  */
 import { HttpLayerRouter, HttpRouter, HttpServerRequest, HttpServerResponse, Socket } from "@effect/platform"
 import { NodeHttpServerRequest } from "@effect/platform-node"
-import { Cause, Clock, Deferred, Duration, Effect, Either, Exit, Fiber, Option, Queue, Schedule } from "effect"
+import { Cause, Clock, Deferred, Duration, Effect, Either, Exit, Fiber, FiberSet, Option, Schedule } from "effect"
+import type { Duplex } from "node:stream"
 import type { WebSocket } from "ws"
 import { ServerConfig, type ServerConfigShape } from "../Config.js"
 import * as CloseCodes from "../Domain/CloseCodes.js"
@@ -30,9 +32,8 @@ export const path = "/ws/documents/:id"
 /** The route, to merge beside the HttpApi on the HttpLayerRouter. */
 export const route = HttpLayerRouter.add("GET", path, (request) => handle(request))
 
-/** Inbound frames queued beyond this pause reading from the socket until the queue drains below `RESUME_AT`. */
+/** Frames received before the join completes beyond this pause reading from the socket until the join. */
 const PAUSE_AT = 1024
-const RESUME_AT = 256
 
 const handle = (request: HttpServerRequest.HttpServerRequest) =>
   Effect.gen(function* () {
@@ -52,21 +53,21 @@ const handle = (request: HttpServerRequest.HttpServerRequest) =>
     yield* Effect.scoped(
       Effect.gen(function* () {
         const scope = yield* Effect.scope
-        const inbound = yield* Queue.unbounded<string | Uint8Array>()
+        const runFork = yield* FiberSet.makeRuntime<never>()
         const opened = yield* Deferred.make<WebSocket>()
-        let paused = false
+        // Frames are served synchronously in the socket's message callback, in arrival order: decoded, answered
+        // or turned into a command that goes straight into the document's mailbox. No fiber or queue per frame.
+        // Until the join completes they wait here (reading paused past PAUSE_AT).
+        const early: Array<string | Uint8Array> = []
+        let onFrame = (data: string | Uint8Array): void => {
+          early.push(data)
+          if (early.length === PAUSE_AT) raw?.pause()
+        }
         let raw: WebSocket | undefined
         const reader = yield* socket
-          .runRaw(
-            (data) => {
-              inbound.unsafeOffer(data)
-              if (!paused && raw !== undefined && queued(inbound) > PAUSE_AT) {
-                paused = true
-                raw.pause()
-              }
-            },
-            { onOpen: Effect.suspend(() => Deferred.succeed(opened, rawWebSocket(request, config.maxMessageBytes))) }
-          )
+          .runRaw((data) => onFrame(data), {
+            onOpen: Effect.suspend(() => Deferred.succeed(opened, rawWebSocket(request, config.maxMessageBytes)))
+          })
           .pipe(Effect.forkIn(scope))
         const ws = yield* Deferred.await(opened).pipe(Effect.raceFirst(Fiber.join(reader).pipe(Effect.flatMap(() => Effect.never))))
         raw = ws
@@ -114,26 +115,26 @@ const handle = (request: HttpServerRequest.HttpServerRequest) =>
         if (Option.isSome(principal.expiresAt)) {
           yield* closeAtExpiry(principal.expiresAt.value, connection).pipe(Effect.forkIn(scope))
         }
-        // Everything waiting is served in one pass and submitted to the mailbox at once: no fiber or offer per frame.
-        const serveFrames = Effect.gen(function* () {
-          const commands: Array<DocumentActor.Command> = []
-          while (true) {
-            const first = yield* Queue.take(inbound)
-            const rest = yield* Queue.takeAll(inbound)
-            if (paused && queued(inbound) < RESUME_AT) {
-              paused = false
-              ws.resume()
-            }
-            const receivedAt = clock.unsafeCurrentTimeNanos()
-            commands.length = 0
-            for (const frame of [first, ...rest]) {
-              const command = serveSafely(() => frameCommand(frame, connection, session, config, limit, receivedAt), connection)
-              if (command !== undefined) commands.push(command)
-            }
-            if (commands.length > 0) yield* session.submitAll(commands)
-          }
-        })
-        const exit = yield* Effect.raceFirst(Fiber.join(reader), serveFrames).pipe(Effect.exit)
+        const submit = makeSubmitter(session, ws, runFork)
+        const serve = (frame: string | Uint8Array) => {
+          const command = serveSafely(
+            () => frameCommand(frame, connection, session, config, limit, clock.unsafeCurrentTimeNanos()),
+            connection
+          )
+          if (command !== undefined) submit(command)
+        }
+        for (const frame of early) serve(frame)
+        if (early.length >= PAUSE_AT) ws.resume()
+        early.length = 0
+        onFrame = serve
+        // Runs first when the connection ends (server shutdown, or the client left): a frame that arrives after
+        // that could be stored but never acked, so it is not served; the client resends it after reconnecting.
+        yield* Effect.addFinalizer(() =>
+          Effect.sync(() => {
+            onFrame = ignoreFrame
+          })
+        )
+        const exit = yield* Fiber.join(reader).pipe(Effect.exit)
         const serverCode = connection.closeCode()
         yield* Effect.logInfo("client left").pipe(
           log,
@@ -147,6 +148,40 @@ const handle = (request: HttpServerRequest.HttpServerRequest) =>
     )
     return HttpServerResponse.empty()
   })
+
+/**
+ * Puts a connection's commands into its document's mailbox without a fiber while the mailbox has room. When it is
+ * full, the command and every later one wait in order in an overflow list, reading from the socket pauses, and one
+ * fiber offers them as room appears (waiting like any sender), then resumes reading.
+ */
+const makeSubmitter = (
+  session: Session,
+  ws: WebSocket,
+  runFork: (effect: Effect.Effect<unknown>) => unknown
+): ((command: DocumentActor.Command) => void) => {
+  const overflow: Array<DocumentActor.Command> = []
+  let draining = false
+  const drain: Effect.Effect<void> = Effect.suspend(() => {
+    if (overflow.length === 0) {
+      draining = false
+      ws.resume()
+      return Effect.void
+    }
+    return session.submitAll(overflow.splice(0, overflow.length)).pipe(Effect.zipRight(drain))
+  })
+  return (command) => {
+    if (draining || !session.offer(command)) {
+      overflow.push(command)
+      if (!draining) {
+        draining = true
+        ws.pause()
+        runFork(drain)
+      }
+    }
+  }
+}
+
+const ignoreFrame = (_frame: string | Uint8Array): void => {}
 
 interface Query {
   readonly since: number | undefined
@@ -176,7 +211,13 @@ interface SocketConnection extends DocumentActor.Connection {
 
 const makeConnection = (ws: WebSocket, actorId: string | undefined, config: ServerConfigShape): SocketConnection => {
   const clientId = crypto.randomUUID()
+  const socket = (ws as unknown as { readonly _socket: Duplex })._socket
   let closedWith: number | undefined
+  let corked = false
+  const uncork = () => {
+    corked = false
+    socket.uncork()
+  }
   const close = (code: number, reason: string) => {
     if (closedWith !== undefined) return
     closedWith = code
@@ -192,11 +233,34 @@ const makeConnection = (ws: WebSocket, actorId: string | undefined, config: Serv
         Metrics.add(Metrics.slowConsumerCloses, 1)
         return close(CloseCodes.SlowConsumer, CloseCodes.reason[CloseCodes.SlowConsumer] ?? "slow consumer")
       }
-      ws.send(frame)
+      if (!corked) {
+        corked = true
+        socket.cork()
+        uncorkSoon(uncork)
+      }
+      // Bytes go out as they are, as a text frame: ws would otherwise encode a string again for every socket.
+      if (typeof frame === "string") ws.send(frame)
+      else ws.send(frame, { binary: false })
     },
     close,
     closeCode: () => closedWith
   }
+}
+
+/**
+ * Sockets written to in this turn of the event loop, uncorked together once the turn's synchronous work and
+ * microtasks (the actor's batch) are done: every frame a client gets from one batch goes out in one write.
+ */
+const corkedSockets: Array<() => void> = []
+
+const uncorkSoon = (uncork: () => void): void => {
+  corkedSockets.push(uncork)
+  if (corkedSockets.length === 1) process.nextTick(uncorkAll)
+}
+
+const uncorkAll = (): void => {
+  const uncorks = corkedSockets.splice(0, corkedSockets.length)
+  for (const uncork of uncorks) uncork()
 }
 
 /** What a connection may send: its rate, and whether it may write (None) or why not (Some). */
@@ -424,4 +488,3 @@ const clientCloseCode = (exit: Exit.Exit<unknown, unknown>): number | "normal" =
     : "normal"
 }
 
-const queued = (queue: Queue.Dequeue<unknown>): number => Option.getOrElse(queue.unsafeSize(), () => 0)

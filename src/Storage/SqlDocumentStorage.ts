@@ -29,6 +29,7 @@ import {
   orStorageError,
   tableNames
 } from "./Migrations.js"
+import * as SqliteLog from "./SqliteLog.js"
 
 /** Options of every SQL storage. */
 export interface SqlDocumentStorageOptions {
@@ -285,9 +286,18 @@ export const layerSqlite = (options: SqliteOptions): Layer.Layer<DocumentStorage
         (pragma) => client.unsafe(pragma),
         { discard: true }
       ).pipe(orStorageError(`configure SQLite database ${options.filename}`))
-      return yield* Effect.zipRight(migrate(options.tablePrefix ?? ""), make(options)).pipe(
+      const storage = yield* Effect.zipRight(migrate(options.tablePrefix ?? ""), make(options)).pipe(
         Effect.provideService(SqlClient.SqlClient, client)
       )
+      // A throwaway database exists only on its one connection: no second connection for the log.
+      if (options.filename === ":memory:" || options.filename === "") return storage
+      const log = yield* SqliteLog.make({
+        filename: options.filename,
+        synchronous: options.synchronous ?? "full",
+        tables: yield* tableNames(options.tablePrefix ?? ""),
+        busyTimeoutMillis: SQLITE_BUSY_TIMEOUT_MS
+      })
+      return { ...storage, append: log.append, updatesAfter: log.updatesAfter }
     })
   ).pipe(Layer.provide(Reactivity.layer))
 

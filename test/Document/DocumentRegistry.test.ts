@@ -263,6 +263,47 @@ describe("DocumentRegistry", () => {
       assert.deepStrictEqual(b.of("presence_leave").map((f) => f.reason), ["disconnect"])
     }).pipe(Effect.scoped, Effect.provide(registryLayer())))
 
+  it.effect("joins come from memory after the first: storage is read once, every state equals the stored log", () => {
+    const reads: Array<[number, number]> = []
+    const storage = wrapStorage((inner) => ({
+      updatesAfter: (id, after, limit) =>
+        Effect.zipRight(Effect.sync(() => reads.push([after, limit])), inner.updatesAfter(id, after, limit))
+    }))
+    return Effect.gen(function* () {
+      const id = yield* createDocument
+      // Stored before the document is loaded: its actor starts with an empty tail at version 5.
+      yield* Effect.flatMap(DocumentStorage, (s) =>
+        s.append(id, Array.from({ length: 5 }, (_, i) => ({ opId: `old-${i}`, actorId: "earlier", delta: delta(`old-${i}`).delta }))))
+      const first = recordingConnection()
+      const [, session] = yield* join(id, first)
+      yield* Deferred.await(yield* submit(session, first, "live-1"))
+      const late = recordingConnection()
+      yield* join(id, late)
+      const resumed = recordingConnection()
+      yield* join(id, resumed, 4)
+      assert.deepStrictEqual(reads, [[0, 5]], "only the first join read the log")
+      const stored = yield* Effect.flatMap(DocumentStorage, (s) => s.updatesAfter(id, 0, 100))
+      const expected = stored.map((u) => ({ seq: u.seq, opId: u.opId, actorId: u.actorId, deltaB64: Buffer.from(u.delta).toString("base64") }))
+      assert.deepStrictEqual(first.of("state")[0]?.updates, expected.slice(0, 5))
+      assert.deepStrictEqual(late.of("state")[0]?.updates, expected)
+      assert.deepStrictEqual(resumed.of("state")[0]?.updates, expected.slice(4))
+    }).pipe(Effect.scoped, Effect.provide(registryLayer({}, storage)))
+  })
+
+  it.effect("a log tail over logTailBytes keeps only the newest updates; joins still get the whole log", () =>
+    Effect.gen(function* () {
+      const id = yield* createDocument
+      const writer = recordingConnection()
+      const [, session] = yield* join(id, writer)
+      for (let i = 0; i < 40; i++) yield* Deferred.await(yield* submit(session, writer, `op-${i}`))
+      for (const since of [undefined, 0, 10, 39, 40]) {
+        const reader = recordingConnection()
+        yield* join(id, reader, since)
+        const seqs = (reader.of("state")[0]?.updates as Array<{ seq: number }>).map((u) => u.seq)
+        assert.deepStrictEqual(seqs, Array.from({ length: 40 - (since ?? 0) }, (_, i) => (since ?? 0) + i + 1), `since ${since}`)
+      }
+    }).pipe(Effect.scoped, Effect.provide(registryLayer({ logTailBytes: 300 }))))
+
   it.effect("at most one actor per document under concurrent first joins", () => {
     let loads = 0
     const storage = wrapStorage((inner) => ({

@@ -19,7 +19,11 @@ const setup = Effect.gen(function* () {
 })
 
 /** Lets queued commands run (mailbox fibers) without moving the clock. */
-const settle = Effect.repeatN(Effect.yieldNow(), 20)
+/** Lets the mailbox serve what was submitted: it takes a batch after a turn of the event loop (setImmediate). */
+const settle = Effect.repeatN(
+  Effect.zipRight(Effect.promise(() => new Promise<void>((resolve) => setImmediate(resolve))), Effect.yieldNow()),
+  5
+)
 
 describe("presence", () => {
   it.effect("a silent client goes idle exactly after PRESENCE_IDLE_MS, not before", () =>

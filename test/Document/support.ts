@@ -24,7 +24,7 @@ export const recordingConnection = (actorId = `actor-${++counter}`): RecordingCo
     clientId: `client-${++counter}`,
     actorId,
     send: (frame) => {
-      if (closed.length === 0) frames.push(JSON.parse(frame) as Record<string, unknown>)
+      if (closed.length === 0) frames.push(JSON.parse(Buffer.from(frame).toString()) as Record<string, unknown>)
     },
     close: (code) => {
       closed.push(code)

@@ -4,6 +4,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Exit, Scope } from "effect"
 import WebSocket from "ws"
+import type { ServerConfigShape } from "../../src/Config.js"
 import { connect, type Frame } from "../support/WsClient.js"
 import { request, startServer } from "../support/TestServer.js"
 
@@ -24,6 +25,39 @@ const storedLog = (baseUrl: string, id: string) =>
   Effect.map(request("GET", `${baseUrl}/api/v1/documents/${id}/updates?after=0&limit=10000`), (reply) =>
     (reply.body as { updates: Array<{ seq: number; opId: string; deltaB64: string }> }).updates
   )
+
+/** 3 writers pipeline 200 updates each while a reader watches: every ack, broadcast and stored row in one order. */
+const pipelined = (config: Partial<ServerConfigShape>) =>
+  Effect.gen(function* () {
+    const url = yield* startServer({ config })
+    const id = yield* createDocument(url)
+    const reader = yield* connect(url, id)
+    const writers = yield* Effect.all([connect(url, id), connect(url, id), connect(url, id)])
+    yield* reader.take("state")
+    for (const w of writers) yield* w.take("state")
+    yield* Effect.forEach(
+      writers,
+      (w, n) => Effect.forEach(Array.from({ length: 200 }, (_, i) => i), (i) => w.send(update(`w${n}-${i}`)), { discard: true }),
+      { concurrency: "unbounded", discard: true }
+    )
+    const acks: Array<Array<Frame>> = []
+    for (const w of writers) acks.push(yield* Effect.forEach(Array.from({ length: 200 }), () => w.take("ack")))
+    const seqs = acks.flat().map((f) => f.seq as number).sort((x, y) => x - y)
+    assert.deepStrictEqual(seqs, Array.from({ length: 600 }, (_, i) => i + 1))
+    const seen = yield* Effect.forEach(Array.from({ length: 600 }), () => reader.take("remote_update"))
+    assert.deepStrictEqual(seen.map((f) => f.seq), seqs, "the reader sees every update once, in order")
+    // Each writer sees exactly the others' 400 updates, in order, interleaved with its own acks without gaps.
+    for (const w of writers) {
+      yield* Effect.forEach(Array.from({ length: 400 }), () => w.take("remote_update"))
+      const stream = w.frames.filter((f) => f.type === "ack" || f.type === "remote_update").map((f) => f.seq)
+      assert.deepStrictEqual(stream, seqs)
+    }
+    const log = yield* storedLog(url, id)
+    assert.deepStrictEqual(
+      log.map((u) => [u.seq, u.opId, u.deltaB64]),
+      seen.map((f) => [f.seq, f.opId, f.deltaB64])
+    )
+  })
 
 describe("WebSocket sync", () => {
   it.scoped("acks the sender, relays to the others, never echoes", () =>
@@ -72,36 +106,10 @@ describe("WebSocket sync", () => {
     }))
 
   it.scoped("3 writers x 200 pipelined updates: acks are exactly 1..600 and a reader sees the stored log in order", () =>
-    Effect.gen(function* () {
-      const url = yield* startServer()
-      const id = yield* createDocument(url)
-      const reader = yield* connect(url, id)
-      const writers = yield* Effect.all([connect(url, id), connect(url, id), connect(url, id)])
-      yield* reader.take("state")
-      for (const w of writers) yield* w.take("state")
-      yield* Effect.forEach(
-        writers,
-        (w, n) => Effect.forEach(Array.from({ length: 200 }, (_, i) => i), (i) => w.send(update(`w${n}-${i}`)), { discard: true }),
-        { concurrency: "unbounded", discard: true }
-      )
-      const acks: Array<Array<Frame>> = []
-      for (const w of writers) acks.push(yield* Effect.forEach(Array.from({ length: 200 }), () => w.take("ack")))
-      const seqs = acks.flat().map((f) => f.seq as number).sort((x, y) => x - y)
-      assert.deepStrictEqual(seqs, Array.from({ length: 600 }, (_, i) => i + 1))
-      const seen = yield* Effect.forEach(Array.from({ length: 600 }), () => reader.take("remote_update"))
-      assert.deepStrictEqual(seen.map((f) => f.seq), seqs, "the reader sees every update once, in order")
-      // Each writer sees exactly the others' 400 updates, in order, interleaved with its own acks without gaps.
-      for (const w of writers) {
-        yield* Effect.forEach(Array.from({ length: 400 }), () => w.take("remote_update"))
-        const stream = w.frames.filter((f) => f.type === "ack" || f.type === "remote_update").map((f) => f.seq)
-        assert.deepStrictEqual(stream, seqs)
-      }
-      const log = yield* storedLog(url, id)
-      assert.deepStrictEqual(
-        log.map((u) => [u.seq, u.opId, u.deltaB64]),
-        seen.map((f) => [f.seq, f.opId, f.deltaB64])
-      )
-    }))
+    pipelined({}))
+
+  it.scoped("the same through a mailbox of 2: frames wait (reading paused) instead of being dropped or reordered", () =>
+    pipelined({ mailboxCapacity: 2, maxBatchSize: 2 }))
 
   it.scoped("late joiners get every update; since=k gets only k+1..V; since > V gets reset:true", () =>
     Effect.gen(function* () {

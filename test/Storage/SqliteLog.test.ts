@@ -1,0 +1,103 @@
+/**
+ * SqliteLog, the append path of `layerSqlite`: one transaction for every document's appends of a turn, a failing
+ * batch rolled back alone, and waiting (on a timer, not blocking) for a write lock held by the other connection.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { Effect, Exit, Layer } from "effect"
+import { createRequire } from "node:module"
+import * as Path from "node:path"
+import type { DocumentId } from "../../src/Domain/Document.js"
+import { DocumentStorage } from "../../src/Storage/DocumentStorage.js"
+import { tableNames } from "../../src/Storage/Migrations.js"
+import { layerSqlite } from "../../src/Storage/SqlDocumentStorage.js"
+import * as SqliteLog from "../../src/Storage/SqliteLog.js"
+import { tempDir } from "./helpers.js"
+
+const Database = createRequire(import.meta.url)("better-sqlite3") as new(filename: string) => {
+  exec(sql: string): void
+  close(): void
+}
+
+const update = (opId: string) => ({ opId, actorId: "tester", delta: new TextEncoder().encode(opId) })
+
+/** A migrated database with `n` documents, its storage, and a second log on it to look at. */
+const setup = (n: number, busyTimeoutMillis = 5_000) =>
+  Effect.gen(function* () {
+    const filename = Path.join(yield* tempDir, "log.db")
+    const context = yield* Layer.build(layerSqlite({ filename }))
+    const storage = context.unsafeMap.get(DocumentStorage.key) as DocumentStorage["Type"]
+    const ids: Array<DocumentId> = []
+    for (let i = 0; i < n; i++) ids.push((yield* storage.create(`doc ${i}`)).id)
+    const log = yield* SqliteLog.make({ filename, synchronous: "full", tables: yield* tableNames(""), busyTimeoutMillis })
+    return { filename, storage, log, ids }
+  })
+
+describe("SqliteLog", () => {
+  it.scoped("appends to several documents in one turn share one transaction, each numbered on its own", () =>
+    Effect.gen(function* () {
+      const { ids, log, storage } = yield* setup(3)
+      const results = yield* Effect.all(
+        ids.map((id, d) => log.append(id, [update(`${d}-a`), update(`${d}-b`), update(`${d}-a`)])),
+        { concurrency: "unbounded" }
+      )
+      assert.strictEqual(log.transactions(), 1)
+      for (const [d, result] of results.entries()) {
+        assert.deepStrictEqual(result, [
+          { opId: `${d}-a`, seq: 1, duplicate: false },
+          { opId: `${d}-b`, seq: 2, duplicate: false },
+          { opId: `${d}-a`, seq: 1, duplicate: true }
+        ])
+      }
+      const stored = yield* storage.updatesAfter(ids[0] as DocumentId, 0, 10)
+      assert.deepStrictEqual(stored.map((u) => [u.seq, u.opId]), [[1, "0-a"], [2, "0-b"]])
+      const again = yield* log.append(ids[1] as DocumentId, [update("1-b"), update("1-c")])
+      assert.deepStrictEqual(again, [
+        { opId: "1-b", seq: 2, duplicate: true },
+        { opId: "1-c", seq: 3, duplicate: false }
+      ])
+      assert.strictEqual((yield* storage.latestVersion(ids[1] as DocumentId)), 3)
+    }))
+
+  it.scoped("a batch that fails is rolled back alone: the other documents of the transaction are stored", () =>
+    Effect.gen(function* () {
+      const { ids, log, storage } = yield* setup(2)
+      const [first, unknown, second] = yield* Effect.all(
+        [
+          Effect.exit(log.append(ids[0] as DocumentId, [update("x")])),
+          Effect.exit(log.append("no-such-document" as DocumentId, [update("y")])),
+          Effect.exit(log.append(ids[1] as DocumentId, [update("z")]))
+        ],
+        { concurrency: "unbounded" }
+      )
+      assert.strictEqual(log.transactions(), 1)
+      assert.isTrue(Exit.isSuccess(first) && Exit.isSuccess(second))
+      assert.isTrue(Exit.isFailure(unknown))
+      assert.include(String(Exit.isFailure(unknown) ? unknown.cause : ""), "unknown document")
+      assert.strictEqual((yield* storage.latestVersion(ids[0] as DocumentId)), 1)
+      assert.strictEqual((yield* storage.latestVersion(ids[1] as DocumentId)), 1)
+      assert.deepStrictEqual((yield* storage.updatesAfter("no-such-document" as DocumentId, 0, 10)), [])
+    }))
+
+  it.live("waits for a write lock another connection holds, without blocking the event loop, and fails after the bound", () =>
+    Effect.gen(function* () {
+      const { filename, ids, log } = yield* setup(1, 300)
+      const other = new Database(filename)
+      yield* Effect.addFinalizer(() => Effect.sync(() => other.close()))
+      const id = ids[0] as DocumentId
+      other.exec("BEGIN IMMEDIATE")
+      let ticks = 0
+      const timer = setInterval(() => ticks++, 5)
+      const waiting = yield* Effect.fork(log.append(id, [update("held")]))
+      yield* Effect.sleep("100 millis")
+      other.exec("COMMIT")
+      const stored = yield* waiting.await
+      clearInterval(timer)
+      assert.isTrue(Exit.isSuccess(stored), "stored once the lock was released")
+      assert.isAtLeast(ticks, 5, "the event loop kept running while the append waited")
+      other.exec("BEGIN IMMEDIATE")
+      const refused = yield* Effect.exit(log.append(id, [update("never")]))
+      other.exec("ROLLBACK")
+      assert.isTrue(Exit.isFailure(refused), "failed after waiting busyTimeoutMillis")
+      assert.include(String(Exit.isFailure(refused) ? refused.cause : ""), "database is locked")
+    }).pipe(Effect.scoped))
+})
