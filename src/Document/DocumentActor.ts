@@ -12,7 +12,7 @@ import * as CloseCodes from "../Domain/CloseCodes.js"
 import type { DocumentId, Snapshot, StoredUpdate } from "../Domain/Document.js"
 import { updateOut } from "../Domain/Document.js"
 import type { PresenceEntry, StateMessage } from "../Domain/Protocol.js"
-import { DocumentStorage, StorageError } from "../Storage/DocumentStorage.js"
+import { type AppendResult, DocumentStorage, StorageError } from "../Storage/DocumentStorage.js"
 import * as Metrics from "./Metrics.js"
 
 /** What the actor needs of a connection. Both methods return at once and never throw. */
@@ -199,12 +199,16 @@ export const load = (
       }
     }
 
+    /** The remembered opIds in insertion order, as a ring: evicting from a Map's front gets slower with every delete. */
+    const remembered: Array<string | undefined> = new Array(DEDUPE_CACHE_SIZE)
+    let next = 0
     const remember = (opId: string, seq: number) => {
+      if (dedupe.has(opId)) return dedupe.set(opId, seq)
+      const oldest = remembered[next]
+      if (oldest !== undefined) dedupe.delete(oldest)
+      remembered[next] = opId
+      next = (next + 1) % DEDUPE_CACHE_SIZE
       dedupe.set(opId, seq)
-      if (dedupe.size > DEDUPE_CACHE_SIZE) {
-        const oldest = dedupe.keys().next()
-        if (oldest.done !== true) dedupe.delete(oldest.value)
-      }
     }
 
     const sendMissed = Effect.gen(function* () {
@@ -315,28 +319,27 @@ export const load = (
       })
 
     /** Asks one member that has applied the version for a snapshot, when enough updates went by since the last. */
-    const maybeRequestSnapshot = (preferred: Connection | undefined) =>
-      Effect.gen(function* () {
-        if (version - snapshotVersion() < settings.snapshotEvery) return
-        const now = yield* Clock.currentTimeMillis
-        if (requested !== undefined && now - requested.at < settings.snapshotRequestTimeoutMillis) return
-        const asked = requested?.connection
-        let chosen: Member | undefined
-        const origin = preferred === undefined ? undefined : members.get(preferred)
-        if (origin !== undefined && origin.lastSeq === version && origin.connection !== asked) chosen = origin
-        for (const member of members.values()) {
-          if (chosen !== undefined) break
-          if (member.lastSeq === version && member.connection !== asked) chosen = member
-        }
-        // Nobody else to ask: ask the same client again rather than nobody.
-        if (chosen === undefined && asked !== undefined && members.get(asked)?.lastSeq === version) chosen = members.get(asked)
-        if (chosen === undefined) {
-          requested = undefined
-          return
-        }
-        requested = { connection: chosen.connection, at: now }
-        chosen.connection.send(JSON.stringify({ type: "snapshot_request", version }))
-      })
+    const maybeRequestSnapshot = (preferred: Connection | undefined): void => {
+      if (version - snapshotVersion() < settings.snapshotEvery) return
+      const now = clock.unsafeCurrentTimeMillis()
+      if (requested !== undefined && now - requested.at < settings.snapshotRequestTimeoutMillis) return
+      const asked = requested?.connection
+      let chosen: Member | undefined
+      const origin = preferred === undefined ? undefined : members.get(preferred)
+      if (origin !== undefined && origin.lastSeq === version && origin.connection !== asked) chosen = origin
+      for (const member of members.values()) {
+        if (chosen !== undefined) break
+        if (member.lastSeq === version && member.connection !== asked) chosen = member
+      }
+      // Nobody else to ask: ask the same client again rather than nobody.
+      if (chosen === undefined && asked !== undefined && members.get(asked)?.lastSeq === version) chosen = members.get(asked)
+      if (chosen === undefined) {
+        requested = undefined
+        return
+      }
+      requested = { connection: chosen.connection, at: now }
+      chosen.connection.send(JSON.stringify({ type: "snapshot_request", version }))
+    }
 
     const submitSnapshot = (command: SubmitSnapshot) =>
       Effect.gen(function* () {
@@ -361,75 +364,89 @@ export const load = (
         command.reply({ _tag: "Accepted", version: command.version })
       })
 
-    /** Group commit: one transaction for the run, then acks and broadcasts in seq order. */
-    const updateRun = (run: ReadonlyArray<Update>) =>
-      Effect.gen(function* () {
-        const started = yield* Clock.currentTimeNanos
-        const answer = (command: Update, outcome: UpdateOutcome) => {
-          command.reply(outcome)
-          Metrics.add(Metrics.updates, 1, { outcome: outcomeLabel[outcome._tag] })
-          Metrics.record(Metrics.ackLatency, Number(clock.unsafeCurrentTimeNanos() - (command.receivedAt ?? started)) / 1e9)
-        }
-        if (deleted) {
-          for (const command of run) answer(command, { _tag: "NotFound" })
-          return
-        }
-        const pending: Array<Update> = []
-        for (const command of run) {
-          const known = dedupe.get(command.opId)
-          if (known !== undefined) {
-            answer(command, { _tag: "Duplicate", seq: known })
-          } else if (command.baseVersion > version) {
-            // A retry of a stored update may carry any baseVersion: it is still a duplicate, not an error.
-            const stored = yield* storage.findByOpId(documentId, command.opId)
-            answer(
-              command,
-              Option.match(stored, {
-                onNone: () => ({ _tag: "InvalidBaseVersion", version }),
-                onSome: (update) => ({ _tag: "Duplicate", seq: update.seq })
-              })
-            )
-          } else {
-            pending.push(command)
+    /**
+     * Group commit: one transaction for the run, then acks and broadcasts in seq order. Plain code around the one
+     * storage call (and a lookup for the rare update whose baseVersion is ahead): this runs for every batch.
+     */
+    const updateRun = (run: ReadonlyArray<Update>): Effect.Effect<void, StorageError> => {
+      const started = clock.unsafeCurrentTimeNanos()
+      if (deleted) {
+        for (const command of run) answer(command, { _tag: "NotFound" }, started)
+        return Effect.void
+      }
+      const pending: Array<Update> = []
+      const ahead: Array<Update> = []
+      for (const command of run) {
+        const known = dedupe.get(command.opId)
+        if (known !== undefined) answer(command, { _tag: "Duplicate", seq: known }, started)
+        else if (command.baseVersion > version) ahead.push(command)
+        else pending.push(command)
+      }
+      // A retry of a stored update may carry any baseVersion: it is still a duplicate, not an error.
+      const checkAhead = ahead.length === 0 ? Effect.void : Effect.forEach(ahead, (command) =>
+        Effect.map(storage.findByOpId(documentId, command.opId), (stored) =>
+          answer(
+            command,
+            Option.match(stored, {
+              onNone: () => ({ _tag: "InvalidBaseVersion", version }),
+              onSome: (update) => ({ _tag: "Duplicate", seq: update.seq })
+            }),
+            started
+          )), { discard: true })
+      if (pending.length === 0) return checkAhead
+      return Effect.zipRight(checkAhead, Effect.suspend(() => commit(pending, started)))
+    }
+
+    const commit = (pending: ReadonlyArray<Update>, started: bigint): Effect.Effect<void> => {
+      const committing = clock.unsafeCurrentTimeNanos()
+      return Effect.matchEffect(storage.append(documentId, pending), {
+        onFailure: (error) => {
+          for (const command of pending) {
+            answer(command, { _tag: "Failed", message: "storage failed; retry with the same opId" }, started)
           }
-        }
-        if (pending.length === 0) return
-        const committing = yield* Clock.currentTimeNanos
-        const results = yield* storage.append(documentId, pending).pipe(
-          Effect.tapError(() => Effect.annotateLogs(Effect.logWarning("append failed; nothing acked"), "documentId", documentId)),
-          Effect.orElseSucceed(() => undefined)
-        )
-        if (results === undefined) {
-          for (const command of pending) answer(command, { _tag: "Failed", message: "storage failed; retry with the same opId" })
-          // The transaction may have committed before the failure was reported: catch up from storage.
-          version = yield* storage.latestVersion(documentId).pipe(Effect.orElseSucceed(() => version))
-          tail.reset(version)
-          yield* Effect.ignore(sendMissed)
-          return
-        }
-        Metrics.record(Metrics.commitLatency, Number(clock.unsafeCurrentTimeNanos() - committing) / 1e9)
-        Metrics.record(Metrics.batchSize, pending.length)
-        for (let i = 0; i < pending.length; i++) {
-          const command = pending[i] as Update
-          const result = results[i]
-          if (result === undefined) continue
-          remember(command.opId, result.seq)
-          if (result.duplicate) {
-            answer(command, { _tag: "Duplicate", seq: result.seq })
-            continue
-          }
-          version = result.seq
-          const fragment = JSON.stringify({ seq: result.seq, opId: command.opId, actorId: command.actorId, deltaB64: command.deltaB64 })
-          tail.append(fragment)
-          const frame = Buffer.from(`{"type":"remote_update",${fragment.slice(1)}`)
-          for (const member of members.values()) {
-            if (member.connection !== command.origin) member.connection.send(frame)
-            member.lastSeq = result.seq
-          }
-          answer(command, { _tag: "Stored", seq: result.seq })
-        }
-        yield* maybeRequestSnapshot(pending[pending.length - 1]?.origin)
+          return Effect.gen(function* () {
+            yield* Effect.logWarning("append failed; nothing acked", error.message)
+            // The transaction may have committed before the failure was reported: catch up from storage.
+            version = yield* storage.latestVersion(documentId).pipe(Effect.orElseSucceed(() => version))
+            tail.reset(version)
+            yield* Effect.ignore(sendMissed)
+          })
+        },
+        onSuccess: (results) => Effect.sync(() => stored(pending, results, started, committing))
       })
+    }
+
+    /** Acks, broadcasts and remembers what storage stored. */
+    const stored = (pending: ReadonlyArray<Update>, results: ReadonlyArray<AppendResult>, started: bigint, committing: bigint) => {
+      Metrics.record(Metrics.commitLatency, Number(clock.unsafeCurrentTimeNanos() - committing) / 1e9)
+      Metrics.record(Metrics.batchSize, pending.length)
+      for (let i = 0; i < pending.length; i++) {
+        const command = pending[i] as Update
+        const result = results[i]
+        if (result === undefined) continue
+        remember(command.opId, result.seq)
+        if (result.duplicate) {
+          answer(command, { _tag: "Duplicate", seq: result.seq }, started)
+          continue
+        }
+        version = result.seq
+        const fragment = JSON.stringify({ seq: result.seq, opId: command.opId, actorId: command.actorId, deltaB64: command.deltaB64 })
+        tail.append(fragment)
+        const frame = Buffer.from(`{"type":"remote_update",${fragment.slice(1)}`)
+        for (const member of members.values()) {
+          if (member.connection !== command.origin) member.connection.send(frame)
+          member.lastSeq = result.seq
+        }
+        answer(command, { _tag: "Stored", seq: result.seq }, started)
+      }
+      maybeRequestSnapshot(pending[pending.length - 1]?.origin)
+    }
+
+    const answer = (command: Update, outcome: UpdateOutcome, started: bigint) => {
+      command.reply(outcome)
+      Metrics.add(Metrics.updates, 1, outcomeTags[outcome._tag])
+      Metrics.record(Metrics.ackLatency, Number(clock.unsafeCurrentTimeNanos() - (command.receivedAt ?? started)) / 1e9)
+    }
 
     const readUpdates = (command: ReadUpdates) =>
       Effect.gen(function* () {
@@ -531,12 +548,12 @@ export const once = <A>(reply: (outcome: A) => void): ((outcome: A) => void) => 
   }
 }
 
-const outcomeLabel: Record<UpdateOutcome["_tag"], string> = {
-  Stored: "stored",
-  Duplicate: "duplicate",
-  InvalidBaseVersion: "invalid_base_version",
-  NotFound: "not_found",
-  Failed: "failed"
+const outcomeTags: Record<UpdateOutcome["_tag"], Metrics.Tags> = {
+  Stored: Metrics.tags({ outcome: "stored" }),
+  Duplicate: Metrics.tags({ outcome: "duplicate" }),
+  InvalidBaseVersion: Metrics.tags({ outcome: "invalid_base_version" }),
+  NotFound: Metrics.tags({ outcome: "not_found" }),
+  Failed: Metrics.tags({ outcome: "failed" })
 }
 
 const presenceLeave = (connection: Connection, reason: "idle" | "disconnect"): string =>

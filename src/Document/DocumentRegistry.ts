@@ -65,7 +65,7 @@ interface Slot {
 export const make: Effect.Effect<DocumentRegistryShape, never, Scope.Scope | ServerConfig | DocumentStorage> = Effect.gen(
   function* () {
     const config = yield* ServerConfig
-    const storage = withTimeout(yield* DocumentStorage, config.storageTimeout)
+    const storage = yield* withTimeout(yield* DocumentStorage, config.storageTimeout)
     const idleMillis = Duration.toMillis(config.presenceIdle)
     const settings: DocumentActor.ActorSettings = {
       snapshotEvery: config.snapshotEvery,
@@ -184,14 +184,14 @@ const makeSlot = (
           for (const command of commands) DocumentActor.fail(command, "internal error; retry with the same opId")
           actor = Option.none()
         }
-      }).pipe(Effect.annotateLogs("documentId", documentId), Effect.uninterruptible)
+      }).pipe(Effect.uninterruptible)
 
     Metrics.add(Metrics.documentsLoaded, 1)
     yield* Effect.addFinalizer(() =>
       Effect.gen(function* () {
         Metrics.add(Metrics.documentsLoaded, -1)
         const rest = yield* Queue.takeAll(mailbox)
-        if (Chunk.isNonEmpty(rest)) yield* run(Chunk.toReadonlyArray(rest))
+        if (Chunk.isNonEmpty(rest)) yield* run(Chunk.toReadonlyArray(rest)).pipe(Effect.annotateLogs("documentId", documentId))
         yield* Queue.shutdown(mailbox)
         yield* Effect.logDebug("document unloaded").pipe(Effect.annotateLogs("documentId", documentId))
       })
@@ -208,6 +208,7 @@ const makeSlot = (
       ),
       Effect.flatMap(run),
       Effect.forever,
+      Effect.annotateLogs("documentId", documentId),
       Effect.forkScoped
     )
     return { mailbox }

@@ -46,29 +46,29 @@ export const slowConsumerCloses = Metric.counter("docsync_slow_consumer_closes_t
 /** Error frames sent to clients, by code. */
 export const errors = Metric.counter("docsync_errors_total", { description: "Error frames sent, by code" })
 
-/** Adds `by` to a gauge or counter, with optional tags, without an Effect. */
-export const add = <Type, Out>(metric: Metric.Metric<Type, number, Out>, by: number, tags: Record<string, string> = {}): void =>
-  metric.unsafeModify(by, labels(tags))
+/** Labels of a metric update, made once with `tags` (Effect caches a metric's hook by this array's identity). */
+export type Tags = ReadonlyArray<MetricLabel.MetricLabel>
 
-/** Records a value in a histogram, without an Effect. */
-export const record = <Type, Out>(metric: Metric.Metric<Type, number, Out>, value: number, tags: Record<string, string> = {}): void =>
-  metric.unsafeUpdate(value, labels(tags))
-
-/**
- * One label array per tag set, reused: Effect caches a metric's hook by the identity of this array, so a new array
- * per call would hash the metric key and look it up in the registry on every update.
- */
-const labelCache = new Map<string, ReadonlyArray<MetricLabel.MetricLabel>>()
-const noLabels: ReadonlyArray<MetricLabel.MetricLabel> = []
-
-const labels = (tags: Record<string, string>): ReadonlyArray<MetricLabel.MetricLabel> => {
-  const entries = Object.entries(tags)
-  if (entries.length === 0) return noLabels
+/** The labels for a set of tags, the same array for the same tags. */
+export const tags = (record: Record<string, string>): Tags => {
+  const entries = Object.entries(record)
+  if (entries.length === 0) return noTags
   const key = JSON.stringify(entries)
-  let cached = labelCache.get(key)
+  let cached = tagCache.get(key)
   if (cached === undefined) {
     cached = entries.map(([name, value]) => MetricLabel.make(name, value))
-    labelCache.set(key, cached)
+    tagCache.set(key, cached)
   }
   return cached
 }
+
+const tagCache = new Map<string, Tags>()
+const noTags: Tags = []
+
+/** Adds `by` to a gauge or counter, with optional tags, without an Effect. */
+export const add = <Type, Out>(metric: Metric.Metric<Type, number, Out>, by: number, labels: Tags = noTags): void =>
+  metric.unsafeModify(by, labels)
+
+/** Records a value in a histogram, without an Effect. */
+export const record = <Type, Out>(metric: Metric.Metric<Type, number, Out>, value: number, labels: Tags = noTags): void =>
+  metric.unsafeUpdate(value, labels)

@@ -282,7 +282,7 @@ const frameCommand = (
   receivedAt: bigint
 ): DocumentActor.Command | undefined => {
   const reply = (message: Protocol.ServerMessage) => {
-    if (message.type === "error") Metrics.add(Metrics.errors, 1, { code: message.code })
+    if (message.type === "error") Metrics.add(Metrics.errors, 1, Metrics.tags({ code: message.code }))
     connection.send(JSON.stringify(message))
   }
   session.touch()
@@ -473,7 +473,7 @@ const serveSafely = (
   try {
     return serve()
   } catch {
-    Metrics.add(Metrics.errors, 1, { code: "internal" })
+    Metrics.add(Metrics.errors, 1, Metrics.tags({ code: "internal" }))
     connection.send(JSON.stringify(Protocol.errorMessage("internal", "the server could not process this message")))
     return undefined
   }

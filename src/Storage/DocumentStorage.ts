@@ -2,7 +2,7 @@
  * DocumentStorage: where documents, their update logs and snapshots live. One interface, several Layers:
  * `layerMemory` here, SQLite and PostgreSQL in `SqlDocumentStorage`. Every failure is a `StorageError`.
  */
-import { Context, Data, Duration, Effect, Layer, Option } from "effect"
+import { Context, Data, Duration, Effect, FiberId, Layer, Option, type Scope } from "effect"
 import { type Document, type DocumentId, newDocument, type Snapshot, type StoredUpdate } from "../Domain/Document.js"
 
 /** The storage backend failed; nothing of the failed call was stored. */
@@ -197,30 +197,84 @@ export const makeMemory: Effect.Effect<DocumentStorageShape> = Effect.gen(functi
 })
 
 /**
- * The same storage with every call bounded by `timeout`: a call that takes longer fails with a StorageError
- * (its outcome is then unknown, as with any failure reported after a commit was sent).
+ * Bounds every call of `storage` by `timeout` (by the Effect `Clock`): a call still running then fails with a
+ * StorageError and is interrupted. Each call runs in a fiber of its own and one timer fiber, for all calls,
+ * sleeps until the earliest deadline; `Effect.timeout` would race two fibers per call, several times the cost of
+ * the call on the actors' hot path. Interrupting the caller interrupts its call.
  */
-export const withTimeout = (storage: DocumentStorageShape, timeout: Duration.Duration): DocumentStorageShape => {
-  const bound = <A>(operation: string, effect: Effect.Effect<A, StorageError>) =>
-    Effect.timeoutFail(Effect.interruptible(effect), {
-      duration: timeout,
-      onTimeout: () => new StorageError({ operation, cause: `no answer within ${Duration.format(timeout)}` })
+export const withTimeout = (
+  storage: DocumentStorageShape,
+  timeout: Duration.Duration
+): Effect.Effect<DocumentStorageShape, never, Scope.Scope> =>
+  Effect.gen(function* () {
+    const clock = yield* Effect.clock
+    const millis = Duration.toMillis(timeout)
+    interface Call {
+      readonly deadline: number
+      readonly expire: () => void
+    }
+    /** Calls in progress, in start order: deadlines only grow. */
+    const calls = new Set<Call>()
+    let wake: (() => void) | undefined
+    const timer = Effect.gen(function* () {
+      while (true) {
+        if (calls.size === 0) {
+          yield* Effect.async<void>((resume) => {
+            wake = () => {
+              wake = undefined
+              resume(Effect.void)
+            }
+          })
+        }
+        const now = clock.unsafeCurrentTimeMillis()
+        let next: number | undefined
+        for (const call of calls) {
+          if (call.deadline > now) {
+            next = call.deadline
+            break
+          }
+          call.expire()
+        }
+        if (next !== undefined) yield* Effect.sleep(Duration.millis(next - now))
+      }
     })
-  return {
-    ping: bound("ping", storage.ping),
-    create: (title) => bound("create", storage.create(title)),
-    get: (id, includeDeleted) => bound("get", storage.get(id, includeDeleted)),
-    list: (options) => bound("list", storage.list(options)),
-    rename: (id, title) => bound("rename", storage.rename(id, title)),
-    softDelete: (id) => bound("softDelete", storage.softDelete(id)),
-    append: (id, updates) => bound("append", storage.append(id, updates)),
-    findByOpId: (id, opId) => bound("findByOpId", storage.findByOpId(id, opId)),
-    updatesAfter: (id, after, limit) => bound("updatesAfter", storage.updatesAfter(id, after, limit)),
-    latestVersion: (id) => bound("latestVersion", storage.latestVersion(id)),
-    putSnapshot: (id, snapshot) => bound("putSnapshot", storage.putSnapshot(id, snapshot)),
-    latestSnapshot: (id) => bound("latestSnapshot", storage.latestSnapshot(id))
-  }
-}
+    yield* Effect.forkScoped(timer)
+
+    const bound = <A>(operation: string, effect: Effect.Effect<A, StorageError>): Effect.Effect<A, StorageError> =>
+      Effect.flatMap(Effect.forkDaemon(Effect.interruptible(effect)), (work) =>
+        Effect.async<A, StorageError>((resume) => {
+          const call: Call = {
+            deadline: clock.unsafeCurrentTimeMillis() + millis,
+            expire: () => {
+              calls.delete(call)
+              work.unsafeInterruptAsFork(FiberId.none)
+              resume(Effect.fail(new StorageError({ operation, cause: `no answer within ${Duration.format(timeout)}` })))
+            }
+          }
+          calls.add(call)
+          wake?.()
+          work.addObserver((exit) => {
+            if (calls.delete(call)) resume(exit)
+          })
+          return Effect.sync(() => {
+            if (calls.delete(call)) work.unsafeInterruptAsFork(FiberId.none)
+          })
+        }))
+    return {
+      ping: bound("ping", storage.ping),
+      create: (title) => bound("create", storage.create(title)),
+      get: (id, includeDeleted) => bound("get", storage.get(id, includeDeleted)),
+      list: (options) => bound("list", storage.list(options)),
+      rename: (id, title) => bound("rename", storage.rename(id, title)),
+      softDelete: (id) => bound("softDelete", storage.softDelete(id)),
+      append: (id, updates) => bound("append", storage.append(id, updates)),
+      findByOpId: (id, opId) => bound("findByOpId", storage.findByOpId(id, opId)),
+      updatesAfter: (id, after, limit) => bound("updatesAfter", storage.updatesAfter(id, after, limit)),
+      latestVersion: (id) => bound("latestVersion", storage.latestVersion(id)),
+      putSnapshot: (id, snapshot) => bound("putSnapshot", storage.putSnapshot(id, snapshot)),
+      latestSnapshot: (id) => bound("latestSnapshot", storage.latestSnapshot(id))
+    }
+  })
 
 /** In-memory storage; nothing survives a restart. */
 export const layerMemory: Layer.Layer<DocumentStorage> = Layer.effect(DocumentStorage, makeMemory)

@@ -1,26 +1,26 @@
 /**
- * SqliteLog: the hot path of `layerSqlite` (appending updates, reading them back) on a connection of its own,
- * with prepared statements and no Effect per statement.
+ * SqliteLog: the hot path of `layerSqlite` (appending updates, reading them back), with prepared statements and
+ * no Effect per statement.
  *
- * Group commit across documents: every `append` asked for during one turn of the event loop (all the actors that
- * had updates from the sockets read in that turn) is stored in ONE transaction, so one `fsync` covers them all.
- * Each document's batch runs in a savepoint: a batch that fails (unknown document, constraint) is rolled back and
- * failed alone, the others commit. A failed COMMIT fails every batch of the transaction.
+ * Appends run on a worker thread with a connection of its own, so a commit's `fsync` never blocks the event loop:
+ * while one transaction is being written, the loop goes on reading sockets, and every append asked for meanwhile
+ * goes into the next transaction. That is group commit across documents: one `fsync` for all the documents'
+ * waiting batches. Each document's batch runs in a savepoint; a batch that fails (unknown document, constraint) is
+ * rolled back and failed alone, the others commit. A failed COMMIT fails every batch of the transaction. If the
+ * worker dies, its transaction's batches fail (nothing acked) and the next append starts a new worker.
  *
- * The transaction is synchronous (BEGIN IMMEDIATE ... COMMIT in one call), so it never holds SQLite's write lock
- * across an await. The other connection (`@effect/sql`'s, for migrations and the rare writes: create, rename,
- * delete, snapshots) can hold it across fiber yields, so this connection does not wait for it with a blocking
- * busy_timeout (that would block the event loop the other transaction needs to finish): it retries BEGIN on a
- * timer instead.
+ * Reads (`updatesAfter`) run on the main thread on a second connection: in WAL mode they never wait for a writer.
  */
 import { createRequire } from "node:module"
+import { pathToFileURL } from "node:url"
+import { Worker } from "node:worker_threads"
 import { Clock, Effect, type Scope } from "effect"
 import type { DocumentId, StoredUpdate } from "../Domain/Document.js"
 import { type AppendResult, type NewUpdate, StorageError } from "./DocumentStorage.js"
 import type { TableNames } from "./Migrations.js"
 
 export interface SqliteLog {
-  /** `DocumentStorage.append`, committed together with the other documents' appends of this turn. */
+  /** `DocumentStorage.append`, committed together with every other document's appends waiting at that moment. */
   readonly append: (id: DocumentId, updates: ReadonlyArray<NewUpdate>) => Effect.Effect<ReadonlyArray<AppendResult>, StorageError>
   /** `DocumentStorage.updatesAfter`. */
   readonly updatesAfter: (id: DocumentId, after: number, limit: number) => Effect.Effect<ReadonlyArray<StoredUpdate>, StorageError>
@@ -32,168 +32,168 @@ export interface SqliteLogOptions {
   readonly filename: string
   readonly synchronous: "full" | "normal"
   readonly tables: TableNames
-  /** How long an append may wait for the other connection's write lock before it fails. */
+  /** How long a transaction may wait for another connection's write lock before it fails. */
   readonly busyTimeoutMillis: number
 }
 
 /** What this module needs of better-sqlite3 (loaded untyped: its types are not a dependency of ours). */
 interface Database {
-  prepare(sql: string): Statement
+  prepare(sql: string): { all(...params: ReadonlyArray<unknown>): Array<unknown> }
   exec(sql: string): void
   close(): void
 }
-interface Statement {
-  run(...params: ReadonlyArray<unknown>): unknown
-  get(...params: ReadonlyArray<unknown>): unknown
-  all(...params: ReadonlyArray<unknown>): Array<unknown>
-}
 
-const BetterSqlite3 = createRequire(import.meta.url)("better-sqlite3") as new(filename: string) => Database
+const require = createRequire(import.meta.url)
+const driverPath = require.resolve("better-sqlite3")
+const BetterSqlite3 = require(driverPath) as new(filename: string) => Database
 
-/** An append waiting for the next transaction. */
+/** An append waiting for its transaction. */
 interface Request {
   readonly id: DocumentId
   readonly updates: ReadonlyArray<NewUpdate>
   /** When it was asked for, by the caller's `Clock` (the document's `updated_at`). */
   readonly at: number
-  /** When it was queued, by the wall clock (how long it has waited for the write lock). */
-  readonly since: number
   readonly resume: (effect: Effect.Effect<ReadonlyArray<AppendResult>, StorageError>) => void
 }
 
-/** Opens the log's connection on a database `layerSqlite` has already opened and migrated. */
+/** The worker's answer to one transaction: a result per batch, or why the whole transaction failed. */
+type Reply =
+  | { readonly results: ReadonlyArray<{ readonly ok: ReadonlyArray<AppendResult> } | { readonly error: string }> }
+  | { readonly error: string }
+
+/** Opens the log on a database `layerSqlite` has already opened and migrated. */
 export const make = (options: SqliteLogOptions): Effect.Effect<SqliteLog, StorageError, Scope.Scope> =>
   Effect.gen(function* () {
-    const db = yield* Effect.acquireRelease(
+    const reader = yield* Effect.acquireRelease(
       Effect.try({
-        try: () => {
-          const db = new BetterSqlite3(options.filename)
-          db.exec(`PRAGMA journal_mode = WAL; PRAGMA synchronous = ${options.synchronous === "normal" ? "NORMAL" : "FULL"};
-            PRAGMA busy_timeout = 0; PRAGMA foreign_keys = ON`)
-          return db
-        },
+        try: () => new BetterSqlite3(options.filename),
         catch: (cause) => new StorageError({ operation: `open SQLite database ${options.filename}`, cause })
       }),
       (db) => Effect.sync(() => db.close())
     )
-    const { documents, updates } = options.tables
-    const statements = yield* Effect.try({
-      try: () => ({
-        begin: db.prepare("BEGIN IMMEDIATE"),
-        commit: db.prepare("COMMIT"),
-        rollback: db.prepare("ROLLBACK"),
-        savepoint: db.prepare("SAVEPOINT batch"),
-        release: db.prepare("RELEASE batch"),
-        rollbackTo: db.prepare("ROLLBACK TO batch"),
-        version: db.prepare(`SELECT version FROM ${documents} WHERE id = ?`),
-        findOpId: db.prepare(`SELECT seq FROM ${updates} WHERE document_id = ? AND op_id = ?`),
-        insert: db.prepare(`INSERT INTO ${updates} (document_id, seq, op_id, actor_id, delta) VALUES (?, ?, ?, ?, ?)`),
-        setVersion: db.prepare(`UPDATE ${documents} SET version = ?, updated_at = ? WHERE id = ?`),
-        after: db.prepare(`SELECT seq, op_id, actor_id, delta FROM ${updates}
-          WHERE document_id = ? AND seq > ? ORDER BY seq LIMIT ?`)
-      }),
+    const after = yield* Effect.try({
+      try: () =>
+        reader.prepare(`SELECT seq, op_id, actor_id, delta FROM ${options.tables.updates}
+          WHERE document_id = ? AND seq > ? ORDER BY seq LIMIT ?`),
       catch: (cause) => new StorageError({ operation: `prepare statements on ${options.filename}`, cause })
     })
 
+    let worker: Worker | undefined
     let pending: Array<Request> = []
+    let inFlight: ReadonlyArray<Request> | undefined
     let scheduled = false
+    let closed = false
     let transactions = 0
-
-    /** One document's batch, inside the open transaction. Throws (and is rolled back to its savepoint) on failure. */
-    const appendOne = (request: Request): ReadonlyArray<AppendResult> => {
-      const row = statements.version.get(request.id) as { readonly version: number } | undefined
-      if (row === undefined) throw new Error(`unknown document ${request.id}`)
-      let version = Number(row.version)
-      const known = new Map<string, number>()
-      const results: Array<AppendResult> = []
-      for (const update of request.updates) {
-        // An opId stored earlier, or earlier in this batch: a duplicate with its original seq.
-        let seq = known.get(update.opId)
-        if (seq === undefined) {
-          const stored = statements.findOpId.get(request.id, update.opId) as { readonly seq: number } | undefined
-          seq = stored === undefined ? undefined : Number(stored.seq)
-        }
-        if (seq !== undefined) {
-          results.push({ opId: update.opId, seq, duplicate: true })
-          continue
-        }
-        version += 1
-        statements.insert.run(request.id, version, update.opId, update.actorId, toBuffer(update.delta))
-        known.set(update.opId, version)
-        results.push({ opId: update.opId, seq: version, duplicate: false })
-      }
-      if (known.size > 0) statements.setVersion.run(version, request.at, request.id)
-      return results
-    }
-
-    const flush = () => {
-      scheduled = false
-      const batch = pending
-      pending = []
-      try {
-        statements.begin.run()
-      } catch (cause) {
-        if (isBusy(cause)) return retryLater(batch, cause)
-        return failAll(batch, cause)
-      }
-      const outcomes: Array<Effect.Effect<ReadonlyArray<AppendResult>, StorageError>> = []
-      try {
-        for (const request of batch) {
-          statements.savepoint.run()
-          try {
-            outcomes.push(Effect.succeed(appendOne(request)))
-            statements.release.run()
-          } catch (cause) {
-            statements.rollbackTo.run()
-            statements.release.run()
-            outcomes.push(Effect.fail(new StorageError({ operation: "append", cause })))
-          }
-        }
-        statements.commit.run()
-        transactions++
-      } catch (cause) {
-        try {
-          statements.rollback.run()
-        } catch {
-          // Already rolled back by SQLite (a failed COMMIT can end the transaction itself).
-        }
-        return failAll(batch, cause)
-      }
-      batch.forEach((request, i) => request.resume(outcomes[i] as Effect.Effect<ReadonlyArray<AppendResult>, StorageError>))
-    }
-
-    const retryLater = (batch: ReadonlyArray<Request>, cause: unknown) => {
-      const now = Date.now()
-      const waited = batch.filter((request) => now - request.since >= options.busyTimeoutMillis)
-      failAll(waited, cause)
-      const waiting = batch.filter((request) => now - request.since < options.busyTimeoutMillis)
-      if (waiting.length === 0) return
-      pending = waiting.concat(pending)
-      if (!scheduled) {
-        scheduled = true
-        setTimeout(flush, 1)
-      }
-    }
 
     const failAll = (batch: ReadonlyArray<Request>, cause: unknown) => {
       for (const request of batch) request.resume(Effect.fail(new StorageError({ operation: "append", cause })))
     }
 
+    const settle = (reply: Reply) => {
+      const batch = inFlight ?? []
+      inFlight = undefined
+      worker?.unref()
+      if ("results" in reply) {
+        transactions++
+        batch.forEach((request, i) => {
+          const result = reply.results[i]
+          request.resume(
+            result !== undefined && "ok" in result
+              ? Effect.succeed(result.ok)
+              : Effect.fail(new StorageError({ operation: "append", cause: result?.error ?? "no result" }))
+          )
+        })
+      } else {
+        failAll(batch, reply.error)
+      }
+      flush()
+    }
+
+    const start = (): Worker => {
+      const started = new Worker(workerSource, {
+        eval: true,
+        workerData: {
+          driver: pathToFileURL(driverPath).href,
+          filename: options.filename,
+          synchronous: options.synchronous === "normal" ? "NORMAL" : "FULL",
+          busyTimeoutMillis: options.busyTimeoutMillis,
+          documents: options.tables.documents,
+          updates: options.tables.updates
+        }
+      })
+      started.on("message", settle)
+      const died = (cause: unknown) => {
+        if (worker !== started) return
+        worker = undefined
+        const batch = inFlight ?? []
+        inFlight = undefined
+        failAll(batch, cause)
+        flush()
+      }
+      started.on("error", died)
+      started.on("exit", (code) => died(`the SQLite worker exited with code ${code}`))
+      // Keeps the process alive only while a transaction is in flight.
+      started.unref()
+      return started
+    }
+
+    const flush = () => {
+      scheduled = false
+      if (inFlight !== undefined || pending.length === 0) return
+      if (closed) return failAll(pending.splice(0, pending.length), "the storage is closed")
+      const batch = pending
+      pending = []
+      inFlight = batch
+      worker ??= start()
+      worker.ref()
+      try {
+        // Only the fields the worker needs: callers' updates may carry more (an actor's command, with its reply).
+        worker.postMessage(batch.map((request) => ({
+          id: request.id,
+          at: request.at,
+          updates: request.updates.map(({ actorId, delta, opId }) => ({ opId, actorId, delta }))
+        })))
+      } catch (cause) {
+        inFlight = undefined
+        worker.unref()
+        failAll(batch, cause)
+      }
+    }
+
+    // Closing waits for the transaction in flight (its batches may be committing: they get their real answer),
+    // fails what never started, and stops the worker.
+    yield* Effect.addFinalizer(() =>
+      Effect.promise(async () => {
+        closed = true
+        const deadline = Date.now() + options.busyTimeoutMillis + 1_000
+        while (inFlight !== undefined && worker !== undefined && Date.now() < deadline) {
+          await new Promise((resolve) => setTimeout(resolve, 5))
+        }
+        failAll(pending.splice(0, pending.length), "the storage is closed")
+        failAll(inFlight ?? [], "the storage is closed")
+        inFlight = undefined
+        const last = worker
+        worker = undefined
+        if (last !== undefined) await last.terminate()
+      })
+    )
+
     return {
       append: (id, updates) =>
         Effect.flatMap(Clock.currentTimeMillis, (at) =>
           Effect.async<ReadonlyArray<AppendResult>, StorageError>((resume) => {
-            pending.push({ id, updates, at, since: Date.now(), resume })
-            if (!scheduled) {
+            pending.push({ id, updates, at, resume })
+            // While a transaction is in flight, this one waits for it (and grows). Otherwise it waits for the
+            // rest of this turn of the event loop: every socket read in the turn has reached its actor by then.
+            if (inFlight === undefined && !scheduled) {
               scheduled = true
-              // After the poll phase: every socket read in this turn has handed its updates to its actor by then.
               setImmediate(flush)
             }
           })),
-      updatesAfter: (id, after, limit) =>
+      updatesAfter: (id, afterSeq, limit) =>
         Effect.try({
           try: () =>
-            (statements.after.all(id, after, Math.max(0, limit)) as Array<UpdateRow>).map((row) => ({
+            (after.all(id, afterSeq, Math.max(0, limit)) as Array<UpdateRow>).map((row) => ({
               seq: Number(row.seq),
               opId: row.op_id,
               actorId: row.actor_id,
@@ -212,8 +212,79 @@ interface UpdateRow {
   readonly delta: Buffer
 }
 
-const isBusy = (cause: unknown): boolean =>
-  typeof cause === "object" && cause !== null && "code" in cause &&
-  (cause.code === "SQLITE_BUSY" || cause.code === "SQLITE_LOCKED")
-
-const toBuffer = (bytes: Uint8Array): Buffer => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+/**
+ * The worker: plain JavaScript run with `eval` (no file to resolve in source or compiled form), loading the same
+ * better-sqlite3 as the main thread. One message = one transaction; it blocks only this thread, so it may wait
+ * for the write lock (busy_timeout) and for `fsync`.
+ */
+const workerSource = `
+import("node:worker_threads").then(async ({ parentPort, workerData: w }) => {
+  const { default: Database } = await import(w.driver)
+  const db = new Database(w.filename)
+  db.pragma("journal_mode = WAL")
+  db.pragma("synchronous = " + w.synchronous)
+  db.pragma("busy_timeout = " + w.busyTimeoutMillis)
+  db.pragma("foreign_keys = ON")
+  const s = {
+    begin: db.prepare("BEGIN IMMEDIATE"),
+    commit: db.prepare("COMMIT"),
+    rollback: db.prepare("ROLLBACK"),
+    savepoint: db.prepare("SAVEPOINT batch"),
+    release: db.prepare("RELEASE batch"),
+    rollbackTo: db.prepare("ROLLBACK TO batch"),
+    version: db.prepare("SELECT version FROM " + w.documents + " WHERE id = ?"),
+    findOpId: db.prepare("SELECT seq FROM " + w.updates + " WHERE document_id = ? AND op_id = ?"),
+    insert: db.prepare("INSERT INTO " + w.updates + " (document_id, seq, op_id, actor_id, delta) VALUES (?, ?, ?, ?, ?)"),
+    setVersion: db.prepare("UPDATE " + w.documents + " SET version = ?, updated_at = ? WHERE id = ?")
+  }
+  // One document's batch, inside the open transaction; throws on failure.
+  const appendOne = (request) => {
+    const row = s.version.get(request.id)
+    if (row === undefined) throw new Error("unknown document " + request.id)
+    let version = Number(row.version)
+    const known = new Map()
+    const results = []
+    for (const update of request.updates) {
+      // An opId stored earlier, or earlier in this batch: a duplicate with its original seq.
+      let seq = known.get(update.opId)
+      if (seq === undefined) {
+        const stored = s.findOpId.get(request.id, update.opId)
+        if (stored !== undefined) seq = Number(stored.seq)
+      }
+      if (seq !== undefined) {
+        results.push({ opId: update.opId, seq, duplicate: true })
+        continue
+      }
+      version += 1
+      s.insert.run(request.id, version, update.opId, update.actorId, update.delta)
+      known.set(update.opId, version)
+      results.push({ opId: update.opId, seq: version, duplicate: false })
+    }
+    if (known.size > 0) s.setVersion.run(version, request.at, request.id)
+    return results
+  }
+  const message = (error) => (error && error.message) || String(error)
+  parentPort.on("message", (batch) => {
+    const results = []
+    try {
+      s.begin.run()
+      for (const request of batch) {
+        s.savepoint.run()
+        try {
+          results.push({ ok: appendOne(request) })
+          s.release.run()
+        } catch (error) {
+          s.rollbackTo.run()
+          s.release.run()
+          results.push({ error: message(error) })
+        }
+      }
+      s.commit.run()
+    } catch (error) {
+      try { s.rollback.run() } catch {}
+      return parentPort.postMessage({ error: message(error) })
+    }
+    parentPort.postMessage({ results })
+  })
+})
+`

@@ -246,6 +246,30 @@ describe("DocumentRegistry", () => {
     }).pipe(Effect.scoped, Effect.provide(registryLayer({ storageTimeout: Duration.seconds(10) }, storage)))
   })
 
+  it.effect("each storage call times out at its own deadline, also one started while an earlier call is timed", () => {
+    const hangs = new Set<string>()
+    const storage = wrapStorage((inner) => ({
+      append: (id, updates) => (updates.some((u) => hangs.has(u.opId)) ? Effect.never : inner.append(id, updates))
+    }))
+    return Effect.gen(function* () {
+      const first = yield* createDocument
+      const second = yield* createDocument
+      hangs.add("slow-1")
+      const stuck = yield* Effect.fork(update(first, "slow-1"))
+      yield* TestClock.adjust(Duration.millis(4_000))
+      assert.deepStrictEqual(yield* update(second, "quick"), { _tag: "Stored", seq: 1 })
+      hangs.add("slow-2")
+      const later = yield* Effect.fork(update(second, "slow-2", 1))
+      yield* TestClock.adjust(Duration.millis(6_000))
+      assert.strictEqual((yield* Fiber.join(stuck))._tag, "Failed", "the first fails at 10 s")
+      assert.strictEqual(later.unsafePoll(), null, "the second, started at 4 s, still waits")
+      yield* TestClock.adjust(Duration.millis(3_999))
+      assert.strictEqual(later.unsafePoll(), null)
+      yield* TestClock.adjust(Duration.millis(1))
+      assert.strictEqual((yield* Fiber.join(later))._tag, "Failed", "and fails at 14 s")
+    }).pipe(Effect.scoped, Effect.provide(registryLayer({ storageTimeout: Duration.seconds(10) }, storage)))
+  })
+
   it.effect("a leave waits until the connection's submitted commands are served", () =>
     Effect.gen(function* () {
       const id = yield* createDocument
