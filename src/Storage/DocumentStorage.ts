@@ -197,10 +197,18 @@ export const makeMemory: Effect.Effect<DocumentStorageShape> = Effect.gen(functi
 })
 
 /**
+ * Storage methods that bound their own calls (they fail with a StorageError past their own timeout, without a
+ * fiber per call), which `withTimeout` leaves as they are. Not part of the public API.
+ * @internal
+ */
+export const boundsItself = new WeakSet<object>()
+
+/**
  * Bounds every call of `storage` by `timeout` (by the Effect `Clock`): a call still running then fails with a
  * StorageError and is interrupted. Each call runs in a fiber of its own and one timer fiber, for all calls,
  * sleeps until the earliest deadline; `Effect.timeout` would race two fibers per call, several times the cost of
- * the call on the actors' hot path. Interrupting the caller interrupts its call.
+ * the call on the actors' hot path. Interrupting the caller interrupts its call. Methods in `boundsItself` are
+ * left as they are.
  */
 export const withTimeout = (
   storage: DocumentStorageShape,
@@ -260,6 +268,8 @@ export const withTimeout = (
             if (calls.delete(call)) work.unsafeInterruptAsFork(FiberId.none)
           })
         }))
+    const own = <K extends keyof DocumentStorageShape>(name: K, wrapped: DocumentStorageShape[K]): DocumentStorageShape[K] =>
+      boundsItself.has(storage[name]) ? storage[name] : wrapped
     return {
       ping: bound("ping", storage.ping),
       create: (title) => bound("create", storage.create(title)),
@@ -267,9 +277,9 @@ export const withTimeout = (
       list: (options) => bound("list", storage.list(options)),
       rename: (id, title) => bound("rename", storage.rename(id, title)),
       softDelete: (id) => bound("softDelete", storage.softDelete(id)),
-      append: (id, updates) => bound("append", storage.append(id, updates)),
+      append: own("append", (id, updates) => bound("append", storage.append(id, updates))),
       findByOpId: (id, opId) => bound("findByOpId", storage.findByOpId(id, opId)),
-      updatesAfter: (id, after, limit) => bound("updatesAfter", storage.updatesAfter(id, after, limit)),
+      updatesAfter: own("updatesAfter", (id, after, limit) => bound("updatesAfter", storage.updatesAfter(id, after, limit))),
       latestVersion: (id) => bound("latestVersion", storage.latestVersion(id)),
       putSnapshot: (id, snapshot) => bound("putSnapshot", storage.putSnapshot(id, snapshot)),
       latestSnapshot: (id) => bound("latestSnapshot", storage.latestSnapshot(id))

@@ -11,7 +11,7 @@ import * as Reactivity from "@effect/experimental/Reactivity"
 import { SqlClient } from "@effect/sql"
 import { PgClient } from "@effect/sql-pg"
 import { SqliteClient } from "@effect/sql-sqlite-node"
-import { Clock, Effect, Layer, Option, Redacted, type Scope } from "effect"
+import { Clock, Duration, Effect, Layer, Option, Redacted, type Scope } from "effect"
 import { type Document, type DocumentId, newDocument, type Snapshot, type StoredUpdate } from "../Domain/Document.js"
 import {
   type AppendResult,
@@ -262,6 +262,8 @@ export interface SqliteOptions extends SqlDocumentStorageOptions {
    * an OS crash can lose the last acknowledged commits. Much faster (no fsync per transaction).
    */
   readonly synchronous?: "full" | "normal"
+  /** An append that takes longer fails with a StorageError (default 10 seconds, like STORAGE_TIMEOUT_MS). */
+  readonly timeout?: Duration.DurationInput
 }
 
 /**
@@ -295,7 +297,8 @@ export const layerSqlite = (options: SqliteOptions): Layer.Layer<DocumentStorage
         filename: options.filename,
         synchronous: options.synchronous ?? "full",
         tables: yield* tableNames(options.tablePrefix ?? ""),
-        busyTimeoutMillis: SQLITE_BUSY_TIMEOUT_MS
+        busyTimeoutMillis: SQLITE_BUSY_TIMEOUT_MS,
+        timeoutMillis: Duration.toMillis(options.timeout ?? Duration.seconds(10))
       })
       return { ...storage, append: log.append, updatesAfter: log.updatesAfter }
     })

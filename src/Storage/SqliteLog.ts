@@ -16,7 +16,7 @@ import { pathToFileURL } from "node:url"
 import { Worker } from "node:worker_threads"
 import { Clock, Effect, type Scope } from "effect"
 import type { DocumentId, StoredUpdate } from "../Domain/Document.js"
-import { type AppendResult, type NewUpdate, StorageError } from "./DocumentStorage.js"
+import { type AppendResult, boundsItself, type NewUpdate, StorageError } from "./DocumentStorage.js"
 import type { TableNames } from "./Migrations.js"
 
 export interface SqliteLog {
@@ -34,6 +34,11 @@ export interface SqliteLogOptions {
   readonly tables: TableNames
   /** How long a transaction may wait for another connection's write lock before it fails. */
   readonly busyTimeoutMillis: number
+  /**
+   * How long an append may take in all (waiting for its transaction included) before it fails with a
+   * StorageError; its outcome is then unknown, as with any failure reported after a commit was sent.
+   */
+  readonly timeoutMillis: number
 }
 
 /** What this module needs of better-sqlite3 (loaded untyped: its types are not a dependency of ours). */
@@ -53,6 +58,9 @@ interface Request {
   readonly updates: ReadonlyArray<NewUpdate>
   /** When it was asked for, by the caller's `Clock` (the document's `updated_at`). */
   readonly at: number
+  /** When it was asked for, by the wall clock (its timeout). */
+  readonly since: number
+  /** Answers it, once (a timed-out request may be answered again by its transaction). */
   readonly resume: (effect: Effect.Effect<ReadonlyArray<AppendResult>, StorageError>) => void
 }
 
@@ -172,37 +180,69 @@ export const make = (options: SqliteLogOptions): Effect.Effect<SqliteLog, Storag
         failAll(pending.splice(0, pending.length), "the storage is closed")
         failAll(inFlight ?? [], "the storage is closed")
         inFlight = undefined
+        if (timer !== undefined) clearTimeout(timer)
         const last = worker
         worker = undefined
         if (last !== undefined) await last.terminate()
       })
     )
 
-    return {
-      append: (id, updates) =>
-        Effect.flatMap(Clock.currentTimeMillis, (at) =>
-          Effect.async<ReadonlyArray<AppendResult>, StorageError>((resume) => {
-            pending.push({ id, updates, at, resume })
-            // While a transaction is in flight, this one waits for it (and grows). Otherwise it waits for the
-            // rest of this turn of the event loop: every socket read in the turn has reached its actor by then.
-            if (inFlight === undefined && !scheduled) {
-              scheduled = true
-              setImmediate(flush)
-            }
-          })),
-      updatesAfter: (id, afterSeq, limit) =>
-        Effect.try({
-          try: () =>
-            (after.all(id, afterSeq, Math.max(0, limit)) as Array<UpdateRow>).map((row) => ({
-              seq: Number(row.seq),
-              opId: row.op_id,
-              actorId: row.actor_id,
-              delta: new Uint8Array(row.delta.buffer, row.delta.byteOffset, row.delta.byteLength)
-            })),
-          catch: (cause) => new StorageError({ operation: "updatesAfter", cause })
-        }),
-      transactions: () => transactions
+    /** Every unanswered request, oldest first, for the timeout: one timer for all, set for the oldest. */
+    const outstanding = new Set<Request>()
+    let timer: ReturnType<typeof setTimeout> | undefined
+    const expire = () => {
+      timer = undefined
+      const now = Date.now()
+      for (const request of outstanding) {
+        const left = request.since + options.timeoutMillis - now
+        if (left > 0) {
+          timer = setTimeout(expire, left)
+          return
+        }
+        request.resume(Effect.fail(new StorageError({ operation: "append", cause: `no answer within ${options.timeoutMillis} ms` })))
+      }
     }
+
+    const append = (id: DocumentId, updates: ReadonlyArray<NewUpdate>) =>
+      Effect.flatMap(Clock.currentTimeMillis, (at) =>
+        Effect.async<ReadonlyArray<AppendResult>, StorageError>((resume) => {
+          const request: Request = {
+            id,
+            updates,
+            at,
+            since: Date.now(),
+            resume: (effect) => {
+              if (outstanding.delete(request)) resume(effect)
+            }
+          }
+          outstanding.add(request)
+          timer ??= setTimeout(expire, options.timeoutMillis)
+          pending.push(request)
+          // While a transaction is in flight, this one waits for it (and grows). Otherwise it waits for the
+          // rest of this turn of the event loop: every socket read in the turn has reached its actor by then.
+          if (inFlight === undefined && !scheduled) {
+            scheduled = true
+            setImmediate(flush)
+          }
+        }))
+    // Bounded here (the timer above; reads are synchronous and never wait for a writer in WAL mode), so the
+    // registry does not add a fiber per call to time them.
+    boundsItself.add(append)
+
+    const updatesAfter = (id: DocumentId, afterSeq: number, limit: number) =>
+      Effect.try({
+        try: () =>
+          (after.all(id, afterSeq, Math.max(0, limit)) as Array<UpdateRow>).map((row) => ({
+            seq: Number(row.seq),
+            opId: row.op_id,
+            actorId: row.actor_id,
+            delta: new Uint8Array(row.delta.buffer, row.delta.byteOffset, row.delta.byteLength)
+          })),
+        catch: (cause) => new StorageError({ operation: "updatesAfter", cause })
+      })
+    boundsItself.add(updatesAfter)
+
+    return { append, updatesAfter, transactions: () => transactions }
   })
 
 interface UpdateRow {

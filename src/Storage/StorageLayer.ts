@@ -3,7 +3,7 @@
  * `memory://`, `sqlite:///<path>` or `postgres://…` / `postgresql://…`.
  */
 import * as Path from "node:path"
-import { Effect, Either, Layer, Redacted } from "effect"
+import { type Duration, Effect, Either, Layer, Redacted } from "effect"
 import { ServerConfig } from "../Config.js"
 import { DocumentStorage, layerMemory, StorageError } from "./DocumentStorage.js"
 import { layerPg, layerSqlite } from "./SqlDocumentStorage.js"
@@ -20,13 +20,14 @@ export type DatabaseTarget =
  * or reach, or a failed migration.
  */
 export const layerFromConfig: Layer.Layer<DocumentStorage, StorageError, ServerConfig> = Layer.unwrapEffect(
-  Effect.map(ServerConfig, (config) => layerFromUrl(config.databaseUrl, { sqliteSynchronous: config.sqliteSynchronous }))
+  Effect.map(ServerConfig, (config) =>
+    layerFromUrl(config.databaseUrl, { sqliteSynchronous: config.sqliteSynchronous, storageTimeout: config.storageTimeout }))
 )
 
 /** Storage for a `DATABASE_URL`; see `layerFromConfig`. */
 export const layerFromUrl = (
   url: string,
-  options: { readonly sqliteSynchronous?: "full" | "normal" } = {}
+  options: { readonly sqliteSynchronous?: "full" | "normal"; readonly storageTimeout?: Duration.Duration } = {}
 ): Layer.Layer<DocumentStorage, StorageError> =>
   Either.match(parseDatabaseUrl(url), {
     onLeft: (error) => Layer.fail(error),
@@ -37,7 +38,11 @@ export const layerFromUrl = (
             Layer.tap(() => Effect.logWarning("memory:// storage: nothing persists across restarts"))
           )
         case "Sqlite":
-          return layerSqlite({ filename: target.filename, synchronous: options.sqliteSynchronous ?? "full" }).pipe(
+          return layerSqlite({
+            filename: target.filename,
+            synchronous: options.sqliteSynchronous ?? "full",
+            ...(options.storageTimeout === undefined ? {} : { timeout: options.storageTimeout })
+          }).pipe(
             Layer.tap(() =>
               Effect.logInfo(
                 `storage: SQLite ${target.filename === ":memory:" ? ":memory:" : Path.resolve(target.filename)} ` +

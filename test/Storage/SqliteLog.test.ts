@@ -3,11 +3,11 @@
  * batch rolled back alone, and waiting (on a timer, not blocking) for a write lock held by the other connection.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Exit, Layer } from "effect"
+import { Duration, Effect, Exit, Layer } from "effect"
 import { createRequire } from "node:module"
 import * as Path from "node:path"
 import type { DocumentId } from "../../src/Domain/Document.js"
-import { DocumentStorage } from "../../src/Storage/DocumentStorage.js"
+import { DocumentStorage, withTimeout } from "../../src/Storage/DocumentStorage.js"
 import { tableNames } from "../../src/Storage/Migrations.js"
 import { layerSqlite } from "../../src/Storage/SqlDocumentStorage.js"
 import * as SqliteLog from "../../src/Storage/SqliteLog.js"
@@ -21,14 +21,14 @@ const Database = createRequire(import.meta.url)("better-sqlite3") as new(filenam
 const update = (opId: string) => ({ opId, actorId: "tester", delta: new TextEncoder().encode(opId) })
 
 /** A migrated database with `n` documents, its storage, and a second log on it to look at. */
-const setup = (n: number, busyTimeoutMillis = 5_000) =>
+const setup = (n: number, busyTimeoutMillis = 5_000, timeoutMillis = 10_000) =>
   Effect.gen(function* () {
     const filename = Path.join(yield* tempDir, "log.db")
     const context = yield* Layer.build(layerSqlite({ filename }))
     const storage = context.unsafeMap.get(DocumentStorage.key) as DocumentStorage["Type"]
     const ids: Array<DocumentId> = []
     for (let i = 0; i < n; i++) ids.push((yield* storage.create(`doc ${i}`)).id)
-    const log = yield* SqliteLog.make({ filename, synchronous: "full", tables: yield* tableNames(""), busyTimeoutMillis })
+    const log = yield* SqliteLog.make({ filename, synchronous: "full", tables: yield* tableNames(""), busyTimeoutMillis, timeoutMillis })
     return { filename, storage, log, ids }
   })
 
@@ -100,4 +100,33 @@ describe("SqliteLog", () => {
       assert.isTrue(Exit.isFailure(refused), "failed after waiting busyTimeoutMillis")
       assert.include(String(Exit.isFailure(refused) ? refused.cause : ""), "database is locked")
     }).pipe(Effect.scoped))
+
+  it.live("an append that gets no answer within timeoutMillis fails (outcome unknown) and the log goes on", () =>
+    Effect.gen(function* () {
+      const { filename, ids, log } = yield* setup(1, 5_000, 200)
+      const other = new Database(filename)
+      yield* Effect.addFinalizer(() => Effect.sync(() => other.close()))
+      const id = ids[0] as DocumentId
+      other.exec("BEGIN IMMEDIATE")
+      const started = Date.now()
+      const timedOut = yield* Effect.exit(log.append(id, [update("late")]))
+      assert.isAtLeast(Date.now() - started, 190)
+      assert.isTrue(Exit.isFailure(timedOut))
+      assert.include(String(Exit.isFailure(timedOut) ? timedOut.cause : ""), "no answer within 200 ms")
+      other.exec("COMMIT")
+      // The timed-out batch was committed once the lock was free: "failed" meant "unknown", as documented.
+      assert.deepStrictEqual(yield* log.append(id, [update("next"), update("late")]), [
+        { opId: "next", seq: 2, duplicate: false },
+        { opId: "late", seq: 1, duplicate: true }
+      ])
+    }).pipe(Effect.scoped))
+
+  it.scoped("the registry's timeout wrapper leaves the log's self-bounded methods as they are (no fiber per call)", () =>
+    Effect.gen(function* () {
+      const { storage } = yield* setup(0)
+      const bounded = yield* withTimeout(storage, Duration.seconds(1))
+      assert.strictEqual(bounded.append, storage.append)
+      assert.strictEqual(bounded.updatesAfter, storage.updatesAfter)
+      assert.notStrictEqual(bounded.get, storage.get)
+    }))
 })
