@@ -3,8 +3,8 @@
  * no Effect per statement.
  *
  * Appends run on a worker thread with a connection of its own, so a commit's `fsync` never blocks the event loop:
- * while one transaction is being written, the loop goes on reading sockets, and every append asked for meanwhile
- * goes into the next transaction. That is group commit across documents: one `fsync` for all the documents'
+ * while one transaction is being written, the loop goes on reading sockets and posting appends, and the worker
+ * puts every append that reached it meanwhile into its next transaction. That is group commit across documents: one `fsync` for all the documents'
  * waiting batches. Each document's batch runs in a savepoint; a batch that fails (unknown document, constraint) is
  * rolled back and failed alone, the others commit. A failed COMMIT fails every batch of the transaction. If the
  * worker dies, its transaction's batches fail (nothing acked) and the next append starts a new worker.
@@ -66,7 +66,11 @@ interface Request {
 
 /** The worker's answer to one transaction: a result per batch, or why the whole transaction failed. */
 type Reply =
-  | { readonly results: ReadonlyArray<{ readonly ok: ReadonlyArray<AppendResult> } | { readonly error: string }> }
+  | {
+    /** Which transaction of the worker it was in (several messages can share one). */
+    readonly transaction: number
+    readonly results: ReadonlyArray<{ readonly ok: ReadonlyArray<AppendResult> } | { readonly error: string }>
+  }
   | { readonly error: string }
 
 /** Opens the log on a database `layerSqlite` has already opened and migrated. */
@@ -88,21 +92,25 @@ export const make = (options: SqliteLogOptions): Effect.Effect<SqliteLog, Storag
 
     let worker: Worker | undefined
     let pending: Array<Request> = []
-    let inFlight: ReadonlyArray<Request> | undefined
+    /** Messages posted to the worker and not answered yet, oldest first: the worker answers in order. */
+    const inFlight: Array<ReadonlyArray<Request>> = []
     let scheduled = false
     let closed = false
     let transactions = 0
+    let lastTransaction: number | undefined
 
     const failAll = (batch: ReadonlyArray<Request>, cause: unknown) => {
       for (const request of batch) request.resume(Effect.fail(new StorageError({ operation: "append", cause })))
     }
 
     const settle = (reply: Reply) => {
-      const batch = inFlight ?? []
-      inFlight = undefined
-      worker?.unref()
+      const batch = inFlight.shift() ?? []
+      if (inFlight.length === 0) worker?.unref()
       if ("results" in reply) {
-        transactions++
+        if (reply.transaction !== lastTransaction) {
+          lastTransaction = reply.transaction
+          transactions++
+        }
         batch.forEach((request, i) => {
           const result = reply.results[i]
           request.resume(
@@ -114,7 +122,6 @@ export const make = (options: SqliteLogOptions): Effect.Effect<SqliteLog, Storag
       } else {
         failAll(batch, reply.error)
       }
-      flush()
     }
 
     const start = (): Worker => {
@@ -133,10 +140,8 @@ export const make = (options: SqliteLogOptions): Effect.Effect<SqliteLog, Storag
       const died = (cause: unknown) => {
         if (worker !== started) return
         worker = undefined
-        const batch = inFlight ?? []
-        inFlight = undefined
-        failAll(batch, cause)
-        flush()
+        lastTransaction = undefined
+        for (const batch of inFlight.splice(0, inFlight.length)) failAll(batch, cause)
       }
       started.on("error", died)
       started.on("exit", (code) => died(`the SQLite worker exited with code ${code}`))
@@ -145,15 +150,18 @@ export const make = (options: SqliteLogOptions): Effect.Effect<SqliteLog, Storag
       return started
     }
 
+    /**
+     * Posts what is waiting as one message, without waiting for the transactions in flight: the worker puts every
+     * message that reached it during its previous commit into its next transaction, so it never idles while
+     * there is work, and one fsync covers everything that arrived while the previous one was written.
+     */
     const flush = () => {
       scheduled = false
-      if (inFlight !== undefined || pending.length === 0) return
+      if (pending.length === 0) return
       if (closed) return failAll(pending.splice(0, pending.length), "the storage is closed")
       const batch = pending
       pending = []
-      inFlight = batch
       worker ??= start()
-      worker.ref()
       try {
         // Only the fields the worker needs: callers' updates may carry more (an actor's command, with its reply).
         worker.postMessage(batch.map((request) => ({
@@ -162,10 +170,10 @@ export const make = (options: SqliteLogOptions): Effect.Effect<SqliteLog, Storag
           updates: request.updates.map(({ actorId, delta, opId }) => ({ opId, actorId, delta }))
         })))
       } catch (cause) {
-        inFlight = undefined
-        worker.unref()
-        failAll(batch, cause)
+        return failAll(batch, cause)
       }
+      inFlight.push(batch)
+      worker.ref()
     }
 
     // Closing waits for the transaction in flight (its batches may be committing: they get their real answer),
@@ -174,12 +182,11 @@ export const make = (options: SqliteLogOptions): Effect.Effect<SqliteLog, Storag
       Effect.promise(async () => {
         closed = true
         const deadline = Date.now() + options.busyTimeoutMillis + 1_000
-        while (inFlight !== undefined && worker !== undefined && Date.now() < deadline) {
+        while (inFlight.length > 0 && worker !== undefined && Date.now() < deadline) {
           await new Promise((resolve) => setTimeout(resolve, 5))
         }
         failAll(pending.splice(0, pending.length), "the storage is closed")
-        failAll(inFlight ?? [], "the storage is closed")
-        inFlight = undefined
+        for (const batch of inFlight.splice(0, inFlight.length)) failAll(batch, "the storage is closed")
         if (timer !== undefined) clearTimeout(timer)
         const last = worker
         worker = undefined
@@ -218,9 +225,9 @@ export const make = (options: SqliteLogOptions): Effect.Effect<SqliteLog, Storag
           outstanding.add(request)
           timer ??= setTimeout(expire, options.timeoutMillis)
           pending.push(request)
-          // While a transaction is in flight, this one waits for it (and grows). Otherwise it waits for the
-          // rest of this turn of the event loop: every socket read in the turn has reached its actor by then.
-          if (inFlight === undefined && !scheduled) {
+          // Posted after the rest of this turn of the event loop: every socket read in the turn has reached
+          // its actor by then.
+          if (!scheduled) {
             scheduled = true
             setImmediate(flush)
           }
@@ -258,7 +265,7 @@ interface UpdateRow {
  * for the write lock (busy_timeout) and for `fsync`.
  */
 const workerSource = `
-import("node:worker_threads").then(async ({ parentPort, workerData: w }) => {
+import("node:worker_threads").then(async ({ parentPort, receiveMessageOnPort, workerData: w }) => {
   const { default: Database } = await import(w.driver)
   const db = new Database(w.filename)
   db.pragma("journal_mode = WAL")
@@ -304,27 +311,38 @@ import("node:worker_threads").then(async ({ parentPort, workerData: w }) => {
     return results
   }
   const message = (error) => (error && error.message) || String(error)
-  parentPort.on("message", (batch) => {
-    const results = []
+  let transaction = 0
+  // One transaction for this message and every other one already waiting: they arrived while the previous
+  // transaction was being committed. One reply per message, in order.
+  parentPort.on("message", (first) => {
+    const messages = [first]
+    for (let next = receiveMessageOnPort(parentPort); next !== undefined; next = receiveMessageOnPort(parentPort)) {
+      messages.push(next.message)
+    }
+    transaction++
+    const replies = messages.map(() => ({ transaction, results: [] }))
     try {
       s.begin.run()
-      for (const request of batch) {
-        s.savepoint.run()
-        try {
-          results.push({ ok: appendOne(request) })
-          s.release.run()
-        } catch (error) {
-          s.rollbackTo.run()
-          s.release.run()
-          results.push({ error: message(error) })
+      messages.forEach((batch, m) => {
+        for (const request of batch) {
+          s.savepoint.run()
+          try {
+            replies[m].results.push({ ok: appendOne(request) })
+            s.release.run()
+          } catch (error) {
+            s.rollbackTo.run()
+            s.release.run()
+            replies[m].results.push({ error: message(error) })
+          }
         }
-      }
+      })
       s.commit.run()
     } catch (error) {
       try { s.rollback.run() } catch {}
-      return parentPort.postMessage({ error: message(error) })
+      for (const _ of messages) parentPort.postMessage({ error: message(error) })
+      return
     }
-    parentPort.postMessage({ results })
+    for (const reply of replies) parentPort.postMessage(reply)
   })
 })
 `
