@@ -300,7 +300,7 @@ export const layerSqlite = (options: SqliteOptions): Layer.Layer<DocumentStorage
         busyTimeoutMillis: SQLITE_BUSY_TIMEOUT_MS,
         timeoutMillis: Duration.toMillis(options.timeout ?? Duration.seconds(10))
       })
-      return { ...storage, append: log.append, updatesAfter: log.updatesAfter }
+      return { ...storage, append: log.append, putSnapshot: log.putSnapshot, updatesAfter: log.updatesAfter }
     })
   ).pipe(Layer.provide(Reactivity.layer))
 

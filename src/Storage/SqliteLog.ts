@@ -1,8 +1,8 @@
 /**
- * SqliteLog: the hot path of `layerSqlite` (appending updates, reading them back), with prepared statements and
- * no Effect per statement.
+ * SqliteLog: the hot path of `layerSqlite` (appending updates and storing snapshots, reading updates back), with
+ * prepared statements and no Effect per statement.
  *
- * Appends run on a worker thread with a connection of its own, so a commit's `fsync` never blocks the event loop:
+ * Appends and snapshots run on a worker thread with a connection of its own, so a commit's `fsync` never blocks the event loop:
  * while one transaction is being written, the loop goes on reading sockets and posting appends, and the worker
  * puts every append that reached it meanwhile into its next transaction. That is group commit across documents: one `fsync` for all the documents'
  * waiting batches. Each document's batch runs in a savepoint; a batch that fails (unknown document, constraint) is
@@ -15,13 +15,15 @@ import { createRequire } from "node:module"
 import { pathToFileURL } from "node:url"
 import { Worker } from "node:worker_threads"
 import { Clock, Effect, type Scope } from "effect"
-import type { DocumentId, StoredUpdate } from "../Domain/Document.js"
+import type { DocumentId, Snapshot, StoredUpdate } from "../Domain/Document.js"
 import { type AppendResult, boundsItself, type NewUpdate, StorageError } from "./DocumentStorage.js"
 import type { TableNames } from "./Migrations.js"
 
 export interface SqliteLog {
   /** `DocumentStorage.append`, committed together with every other document's appends waiting at that moment. */
   readonly append: (id: DocumentId, updates: ReadonlyArray<NewUpdate>) => Effect.Effect<ReadonlyArray<AppendResult>, StorageError>
+  /** `DocumentStorage.putSnapshot`, committed on the worker with the appends (a snapshot's fsync is no lighter). */
+  readonly putSnapshot: (id: DocumentId, snapshot: Snapshot) => Effect.Effect<void, StorageError>
   /** `DocumentStorage.updatesAfter`. */
   readonly updatesAfter: (id: DocumentId, after: number, limit: number) => Effect.Effect<ReadonlyArray<StoredUpdate>, StorageError>
   /** Transactions committed so far (each one `fsync` with `synchronous = full`). */
@@ -52,16 +54,18 @@ const require = createRequire(import.meta.url)
 const driverPath = require.resolve("better-sqlite3")
 const BetterSqlite3 = require(driverPath) as new(filename: string) => Database
 
-/** An append waiting for its transaction. */
+/** A write waiting for its transaction: an append or a snapshot. */
 interface Request {
   readonly id: DocumentId
-  readonly updates: ReadonlyArray<NewUpdate>
-  /** When it was asked for, by the caller's `Clock` (the document's `updated_at`). */
-  readonly at: number
+  readonly write: { readonly op: "append"; readonly at: number; readonly updates: ReadonlyArray<NewUpdate> } | {
+    readonly op: "snapshot"
+    readonly version: number
+    readonly data: Uint8Array
+  }
   /** When it was asked for, by the wall clock (its timeout). */
   readonly since: number
   /** Answers it, once (a timed-out request may be answered again by its transaction). */
-  readonly resume: (effect: Effect.Effect<ReadonlyArray<AppendResult>, StorageError>) => void
+  readonly resume: (effect: Effect.Effect<unknown, StorageError>) => void
 }
 
 /** The worker's answer to one transaction: a result per batch, or why the whole transaction failed. */
@@ -69,7 +73,7 @@ type Reply =
   | {
     /** Which transaction of the worker it was in (several messages can share one). */
     readonly transaction: number
-    readonly results: ReadonlyArray<{ readonly ok: ReadonlyArray<AppendResult> } | { readonly error: string }>
+    readonly results: ReadonlyArray<{ readonly ok: unknown } | { readonly error: string }>
   }
   | { readonly error: string }
 
@@ -100,7 +104,7 @@ export const make = (options: SqliteLogOptions): Effect.Effect<SqliteLog, Storag
     let lastTransaction: number | undefined
 
     const failAll = (batch: ReadonlyArray<Request>, cause: unknown) => {
-      for (const request of batch) request.resume(Effect.fail(new StorageError({ operation: "append", cause })))
+      for (const request of batch) request.resume(Effect.fail(new StorageError({ operation: operationOf(request), cause })))
     }
 
     const settle = (reply: Reply) => {
@@ -116,7 +120,7 @@ export const make = (options: SqliteLogOptions): Effect.Effect<SqliteLog, Storag
           request.resume(
             result !== undefined && "ok" in result
               ? Effect.succeed(result.ok)
-              : Effect.fail(new StorageError({ operation: "append", cause: result?.error ?? "no result" }))
+              : Effect.fail(new StorageError({ operation: operationOf(request), cause: result?.error ?? "no result" }))
           )
         })
       } else {
@@ -133,7 +137,8 @@ export const make = (options: SqliteLogOptions): Effect.Effect<SqliteLog, Storag
           synchronous: options.synchronous === "normal" ? "NORMAL" : "FULL",
           busyTimeoutMillis: options.busyTimeoutMillis,
           documents: options.tables.documents,
-          updates: options.tables.updates
+          updates: options.tables.updates,
+          snapshots: options.tables.snapshots
         }
       })
       started.on("message", settle)
@@ -164,11 +169,11 @@ export const make = (options: SqliteLogOptions): Effect.Effect<SqliteLog, Storag
       worker ??= start()
       try {
         // Only the fields the worker needs: callers' updates may carry more (an actor's command, with its reply).
-        worker.postMessage(batch.map((request) => ({
-          id: request.id,
-          at: request.at,
-          updates: request.updates.map(({ actorId, delta, opId }) => ({ opId, actorId, delta }))
-        })))
+        worker.postMessage(batch.map(({ id, write }) =>
+          write.op === "append"
+            ? { op: "append", id, at: write.at, updates: write.updates.map(({ actorId, delta, opId }) => ({ opId, actorId, delta })) }
+            : { op: "snapshot", id, version: write.version, data: write.data }
+        ))
       } catch (cause) {
         return failAll(batch, cause)
       }
@@ -206,35 +211,40 @@ export const make = (options: SqliteLogOptions): Effect.Effect<SqliteLog, Storag
           timer = setTimeout(expire, left)
           return
         }
-        request.resume(Effect.fail(new StorageError({ operation: "append", cause: `no answer within ${options.timeoutMillis} ms` })))
+        request.resume(Effect.fail(new StorageError({ operation: operationOf(request), cause: `no answer within ${options.timeoutMillis} ms` })))
       }
     }
 
+    const submit = (id: DocumentId, write: Request["write"]) =>
+      Effect.async<unknown, StorageError>((resume) => {
+        const request: Request = {
+          id,
+          write,
+          since: Date.now(),
+          resume: (effect) => {
+            if (outstanding.delete(request)) resume(effect)
+          }
+        }
+        outstanding.add(request)
+        timer ??= setTimeout(expire, options.timeoutMillis)
+        pending.push(request)
+        // Posted after the rest of this turn of the event loop: every socket read in the turn has reached
+        // its actor by then.
+        if (!scheduled) {
+          scheduled = true
+          setImmediate(flush)
+        }
+      })
+
     const append = (id: DocumentId, updates: ReadonlyArray<NewUpdate>) =>
       Effect.flatMap(Clock.currentTimeMillis, (at) =>
-        Effect.async<ReadonlyArray<AppendResult>, StorageError>((resume) => {
-          const request: Request = {
-            id,
-            updates,
-            at,
-            since: Date.now(),
-            resume: (effect) => {
-              if (outstanding.delete(request)) resume(effect)
-            }
-          }
-          outstanding.add(request)
-          timer ??= setTimeout(expire, options.timeoutMillis)
-          pending.push(request)
-          // Posted after the rest of this turn of the event loop: every socket read in the turn has reached
-          // its actor by then.
-          if (!scheduled) {
-            scheduled = true
-            setImmediate(flush)
-          }
-        }))
+        submit(id, { op: "append", at, updates }) as Effect.Effect<ReadonlyArray<AppendResult>, StorageError>)
+    const putSnapshot = (id: DocumentId, snapshot: Snapshot) =>
+      Effect.asVoid(submit(id, { op: "snapshot", version: snapshot.version, data: snapshot.data }))
     // Bounded here (the timer above; reads are synchronous and never wait for a writer in WAL mode), so the
     // registry does not add a fiber per call to time them.
     boundsItself.add(append)
+    boundsItself.add(putSnapshot)
 
     const updatesAfter = (id: DocumentId, afterSeq: number, limit: number) =>
       Effect.try({
@@ -249,8 +259,10 @@ export const make = (options: SqliteLogOptions): Effect.Effect<SqliteLog, Storag
       })
     boundsItself.add(updatesAfter)
 
-    return { append, updatesAfter, transactions: () => transactions }
+    return { append, putSnapshot, updatesAfter, transactions: () => transactions }
   })
+
+const operationOf = (request: Request): string => (request.write.op === "append" ? "append" : "putSnapshot")
 
 interface UpdateRow {
   readonly seq: number
@@ -282,7 +294,16 @@ import("node:worker_threads").then(async ({ parentPort, receiveMessageOnPort, wo
     version: db.prepare("SELECT version FROM " + w.documents + " WHERE id = ?"),
     findOpId: db.prepare("SELECT seq FROM " + w.updates + " WHERE document_id = ? AND op_id = ?"),
     insert: db.prepare("INSERT INTO " + w.updates + " (document_id, seq, op_id, actor_id, delta) VALUES (?, ?, ?, ?, ?)"),
-    setVersion: db.prepare("UPDATE " + w.documents + " SET version = ?, updated_at = ? WHERE id = ?")
+    setVersion: db.prepare("UPDATE " + w.documents + " SET version = ?, updated_at = ? WHERE id = ?"),
+    putSnapshot: db.prepare("INSERT INTO " + w.snapshots + " (document_id, version, data) VALUES (?, ?, ?) ON CONFLICT (document_id, version) DO NOTHING"),
+    // Joins only ever start from the latest snapshot; older ones are dead weight (each holds a whole document).
+    dropOlder: db.prepare("DELETE FROM " + w.snapshots + " WHERE document_id = ? AND version < (SELECT MAX(version) FROM " + w.snapshots + " WHERE document_id = ?)")
+  }
+  const putSnapshot = (request) => {
+    if (s.version.get(request.id) === undefined) throw new Error("unknown document " + request.id)
+    s.putSnapshot.run(request.id, request.version, request.data)
+    s.dropOlder.run(request.id, request.id)
+    return null
   }
   // One document's batch, inside the open transaction; throws on failure.
   const appendOne = (request) => {
@@ -327,7 +348,7 @@ import("node:worker_threads").then(async ({ parentPort, receiveMessageOnPort, wo
         for (const request of batch) {
           s.savepoint.run()
           try {
-            replies[m].results.push({ ok: appendOne(request) })
+            replies[m].results.push({ ok: request.op === "append" ? appendOne(request) : putSnapshot(request) })
             s.release.run()
           } catch (error) {
             s.rollbackTo.run()

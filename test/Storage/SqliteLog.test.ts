@@ -129,4 +129,25 @@ describe("SqliteLog", () => {
       assert.strictEqual(bounded.updatesAfter, storage.updatesAfter)
       assert.notStrictEqual(bounded.get, storage.get)
     }))
+
+  it.scoped("snapshots are written by the worker too, in the same transaction as the turn's appends", () =>
+    Effect.gen(function* () {
+      const { ids, log, storage } = yield* setup(1)
+      const id = ids[0] as DocumentId
+      const data = new Uint8Array([1, 2, 3])
+      const [appended, snapshot, unknown] = yield* Effect.all(
+        [
+          log.append(id, [update("a"), update("b")]),
+          Effect.exit(log.putSnapshot(id, { version: 2, data })),
+          Effect.exit(log.putSnapshot("no-such-document" as DocumentId, { version: 1, data }))
+        ],
+        { concurrency: "unbounded" }
+      )
+      assert.strictEqual(log.transactions(), 1)
+      assert.deepStrictEqual(appended.map((r) => r.seq), [1, 2])
+      assert.isTrue(Exit.isSuccess(snapshot))
+      assert.isTrue(Exit.isFailure(unknown))
+      const latest = yield* storage.latestSnapshot(id)
+      assert.deepStrictEqual(latest.pipe((o) => (o._tag === "Some" ? [o.value.version, Array.from(o.value.data)] : null)), [2, [1, 2, 3]])
+    }))
 })
