@@ -196,16 +196,9 @@ const makeSlot = (
         yield* Effect.logDebug("document unloaded").pipe(Effect.annotateLogs("documentId", documentId))
       })
     )
-    // A batch is what arrived during one turn of the event loop: after the first command, the fiber waits for the
-    // turn's other socket reads (setImmediate runs after the poll phase) before it takes the rest. Bigger batches
-    // mean fewer transactions and fewer socket writes; the wait is one turn.
-    yield* Queue.take(mailbox).pipe(
-      Effect.flatMap((first) =>
-        Effect.map(
-          Effect.zipRight(nextTurn, Queue.takeUpTo(mailbox, maxBatchSize - 1)),
-          (rest) => [first, ...rest]
-        )
-      ),
+    // A batch is everything waiting when the fiber takes: while it stores one batch, the next one grows.
+    yield* Queue.takeBetween(mailbox, 1, maxBatchSize).pipe(
+      Effect.map(Chunk.toReadonlyArray),
       Effect.flatMap(run),
       Effect.forever,
       Effect.annotateLogs("documentId", documentId),
@@ -213,12 +206,6 @@ const makeSlot = (
     )
     return { mailbox }
   })
-
-/** Resumes after the current turn of the event loop (its I/O callbacks) has run. */
-const nextTurn: Effect.Effect<void> = Effect.async<void>((resume) => {
-  const handle = setImmediate(() => resume(Effect.void))
-  return Effect.sync(() => clearImmediate(handle))
-})
 
 /**
  * Wakes when the connection has been silent for `idleMillis` and asks the actor to check it; sleeps again for

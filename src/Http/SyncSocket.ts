@@ -66,7 +66,14 @@ const handle = (request: HttpServerRequest.HttpServerRequest) =>
         let raw: WebSocket | undefined
         const reader = yield* socket
           .runRaw((data) => onFrame(data), {
-            onOpen: Effect.suspend(() => Deferred.succeed(opened, rawWebSocket(request, config.maxMessageBytes)))
+            onOpen: Effect.suspend(() => {
+              const ws = rawWebSocket(request, config.maxMessageBytes)
+              // From here on frames come straight from ws: runRaw's listener builds a MessageEvent and checks for
+              // a Blob per frame. runRaw's is the only message listener (it served any frame before this).
+              ws.removeAllListeners("message")
+              ws.on("message", (data: Buffer, isBinary: boolean) => onFrame(isBinary ? data : data.toString()))
+              return Deferred.succeed(opened, ws)
+            })
           })
           .pipe(Effect.forkIn(scope))
         const ws = yield* Deferred.await(opened).pipe(Effect.raceFirst(Fiber.join(reader).pipe(Effect.flatMap(() => Effect.never))))
