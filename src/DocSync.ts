@@ -25,6 +25,7 @@ import { Api, PREFIX } from "./Http/Api.js"
 import * as Authorizer from "./Http/Authorizer.js"
 import { DocumentsHandlers } from "./Http/DocumentsHandlers.js"
 import { HealthHandlers } from "./Http/HealthHandlers.js"
+import * as Heartbeat from "./Http/Heartbeat.js"
 import * as Limits from "./Http/Limits.js"
 import * as Middleware from "./Http/Middleware.js"
 import * as Server from "./Http/Server.js"
@@ -129,7 +130,7 @@ export const routes = (
   const socket = SyncSocket.route.pipe(Layer.provide(ownServices))
   return Layer.mergeAll(rest, socket, Middleware.layer).pipe(
     Layer.provide(Layer.effect(HttpLayerRouter.HttpRouter, Effect.map(HttpLayerRouter.HttpRouter, (router) => under(router, prefix)))),
-    Layer.provide(Limits.layer),
+    Layer.provide(Layer.mergeAll(Limits.layer, Heartbeat.layer)),
     // Fresh: HttpApiBuilder collects the handlers of every HttpApi group in one memoized router; a second
     // `routes` in the same application would otherwise pick up the first one's handlers for the same paths.
     Layer.fresh
@@ -187,13 +188,19 @@ const isLayer = <L extends Layer.Layer<never, unknown, unknown>>(input: L | obje
  * registry, or none at all).
  */
 const ownServices = HttpLayerRouter.middleware<{
-  provides: ServerConfig | DocumentRegistry.DocumentRegistry | Authorizer.Authorizer | Limits.ConnectionLimits
+  provides:
+    | ServerConfig
+    | DocumentRegistry.DocumentRegistry
+    | Authorizer.Authorizer
+    | Limits.ConnectionLimits
+    | Heartbeat.Heartbeat
 }>()(
   Effect.gen(function* () {
     const services = Context.make(ServerConfig, yield* ServerConfig).pipe(
       Context.add(DocumentRegistry.DocumentRegistry, yield* DocumentRegistry.DocumentRegistry),
       Context.add(Authorizer.Authorizer, yield* Authorizer.Authorizer),
-      Context.add(Limits.ConnectionLimits, yield* Limits.ConnectionLimits)
+      Context.add(Limits.ConnectionLimits, yield* Limits.ConnectionLimits),
+      Context.add(Heartbeat.Heartbeat, yield* Heartbeat.Heartbeat)
     )
     return (effect) => Effect.mapInputContext(effect, (request: Context.Context<never>) => Context.merge(request, services))
   })

@@ -4,7 +4,7 @@
  * runs the actor and supervises it: a defect fails only the commands in flight, and the next command runs on an
  * actor rebuilt from storage.
  */
-import { Cause, Chunk, Clock, Context, Deferred, Duration, Effect, Exit, Layer, Option, Queue, RcMap, type Scope } from "effect"
+import { Cause, Chunk, Context, Deferred, Duration, Effect, Exit, Layer, Option, Queue, RcMap, type Scope } from "effect"
 import { ServerConfig } from "../Config.js"
 import type { DocumentId } from "../Domain/Document.js"
 import { DocumentStorage, withTimeout } from "../Storage/DocumentStorage.js"
@@ -60,6 +60,8 @@ export class DocumentRegistry extends Context.Tag("docsync/DocumentRegistry")<Do
 
 interface Slot {
   readonly mailbox: Queue.Queue<DocumentActor.Command>
+  /** Tells the slot's idle watch that a connection joined (it waits while there is nobody to watch). */
+  readonly joined: () => void
 }
 
 export const make: Effect.Effect<DocumentRegistryShape, never, Scope.Scope | ServerConfig | DocumentStorage> = Effect.gen(
@@ -75,7 +77,7 @@ export const make: Effect.Effect<DocumentRegistryShape, never, Scope.Scope | Ser
     }
     const slots = yield* RcMap.make({
       lookup: (documentId: DocumentId) =>
-        makeSlot(documentId, settings, config.mailboxCapacity, config.maxBatchSize).pipe(
+        makeSlot(documentId, settings, config.mailboxCapacity, config.maxBatchSize, idleMillis).pipe(
           Effect.provideService(DocumentStorage, storage)
         ),
       idleTimeToLive: config.documentIdle
@@ -126,9 +128,7 @@ export const make: Effect.Effect<DocumentRegistryShape, never, Scope.Scope | Ser
                 yield* Deferred.await(left)
               })
             )
-            yield* watchIdle(activity, idleMillis, Queue.offer(slot.mailbox, { _tag: "CheckIdle", connection })).pipe(
-              Effect.forkScoped
-            )
+            slot.joined()
           }
           return [outcome, session] as const
         }),
@@ -155,7 +155,8 @@ const makeSlot = (
   documentId: DocumentId,
   settings: DocumentActor.ActorSettings,
   capacity: number,
-  maxBatchSize: number
+  maxBatchSize: number,
+  idleMillis: number
 ): Effect.Effect<Slot, never, Scope.Scope | DocumentStorage> =>
   Effect.gen(function* () {
     const mailbox = yield* Queue.bounded<DocumentActor.Command>(capacity)
@@ -204,23 +205,54 @@ const makeSlot = (
       Effect.annotateLogs("documentId", documentId),
       Effect.forkScoped
     )
-    return { mailbox }
+    const idle = yield* watchIdle(members, mailbox, idleMillis)
+    return { mailbox, joined: idle.joined }
   })
 
 /**
- * Wakes when the connection has been silent for `idleMillis` and asks the actor to check it; sleeps again for
- * whatever is left when activity moved in the meantime. One timer per connection, never restarted per message.
+ * One timer per document for presence idleness: sleeps until the earliest moment a member will have been silent
+ * for `idleMillis`, then asks the actor to check each member that is due (the actor re-checks against the latest
+ * activity, so a message that raced the timer wins). Activity only moves deadlines later, and a member that
+ * joins has the latest one, so the timer never needs waking while it sleeps; with no member it waits for a join.
+ * (A timer fiber per connection held about 6 KB each.)
  */
-const watchIdle = (activity: DocumentActor.Activity, idleMillis: number, check: Effect.Effect<unknown>) =>
+const watchIdle = (
+  members: DocumentActor.Members,
+  mailbox: Queue.Enqueue<DocumentActor.Command>,
+  idleMillis: number
+): Effect.Effect<{ readonly joined: () => void }, never, Scope.Scope> =>
   Effect.gen(function* () {
-    let checkedFor = -1
-    while (true) {
-      const now = yield* Clock.currentTimeMillis
-      const due = activity.last + idleMillis
-      if (now >= due && checkedFor !== activity.last) {
-        checkedFor = activity.last
-        yield* check
+    const clock = yield* Effect.clock
+    let wake: (() => void) | undefined
+    /** The activity time each member was last checked for: checked once per silence. */
+    const checked = new WeakMap<DocumentActor.Member, number>()
+    const loop = Effect.gen(function* () {
+      while (true) {
+        if (members.size === 0) {
+          yield* Effect.async<void>((resume) => {
+            wake = () => {
+              wake = undefined
+              resume(Effect.void)
+            }
+          })
+          continue
+        }
+        const now = clock.unsafeCurrentTimeMillis()
+        let next = now + idleMillis
+        for (const member of members.values()) {
+          if (member.idle || checked.get(member) === member.activity.last) continue
+          const due = member.activity.last + idleMillis
+          if (due <= now) {
+            // A full mailbox: ask again in a second rather than wait in a fiber.
+            if (mailbox.unsafeOffer({ _tag: "CheckIdle", connection: member.connection })) checked.set(member, member.activity.last)
+            else next = Math.min(next, now + 1_000)
+          } else {
+            next = Math.min(next, due)
+          }
+        }
+        yield* Effect.sleep(Duration.millis(next - now))
       }
-      yield* Effect.sleep(Duration.millis(now >= due ? idleMillis : due - now))
-    }
+    })
+    yield* Effect.forkScoped(loop)
+    return { joined: () => wake?.() }
   })

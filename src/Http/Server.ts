@@ -21,6 +21,7 @@ import * as Authorizer from "./Authorizer.js"
 import * as DemoRoute from "./DemoRoute.js"
 import { DocumentsHandlers } from "./DocumentsHandlers.js"
 import { HealthHandlers } from "./HealthHandlers.js"
+import * as Heartbeat from "./Heartbeat.js"
 import * as Limits from "./Limits.js"
 import * as MetricsRoute from "./MetricsRoute.js"
 import * as Middleware from "./Middleware.js"
@@ -59,7 +60,7 @@ export const layerWithAuthorizer: Layer.Layer<
   Layer.provideMerge(Layer.scoped(HttpServer.HttpServer, makeNodeServer())),
   Layer.provide(NodeHttpServer.layerContext),
   // Below the server: built before it listens, released after it has drained.
-  Layer.provide(Layer.mergeAll(DocumentRegistry.layer, Limits.layer))
+  Layer.provide(Layer.mergeAll(DocumentRegistry.layer, Limits.layer, Heartbeat.layer))
 )
 
 /**

@@ -10,11 +10,12 @@
  * Frames are served synchronously in the socket's message callback, in arrival order: each takes a token from
  * the connection's bucket (else `rate_limited`, not served), is decoded, and its command goes straight into the
  * document's mailbox (see `makeSubmitter` for a full one). The actor writes outbound frames straight to the
- * socket, bounded by MAX_BUFFERED_BYTES, corked so that a batch costs one socket write per client.
+ * socket, bounded by MAX_BUFFERED_BYTES, corked so that a batch costs one socket write per client. Pings are
+ * the server-wide `Heartbeat`'s.
  */
 import { HttpLayerRouter, HttpRouter, HttpServerRequest, HttpServerResponse, Socket } from "@effect/platform"
 import { NodeHttpServerRequest } from "@effect/platform-node"
-import { Cause, Clock, Deferred, Duration, Effect, Either, Exit, Fiber, FiberSet, Option, Schedule } from "effect"
+import { Cause, Clock, Deferred, Duration, Effect, Either, Exit, Fiber, Option, Runtime } from "effect"
 import type { Duplex } from "node:stream"
 import type { WebSocket } from "ws"
 import { ServerConfig, type ServerConfigShape } from "../Config.js"
@@ -25,6 +26,7 @@ import * as DocumentActor from "../Document/DocumentActor.js"
 import { DocumentRegistry, type Session } from "../Document/DocumentRegistry.js"
 import * as Metrics from "../Document/Metrics.js"
 import { Authorizer, type AuthorizerShape, type Principal, socketCredentials } from "./Authorizer.js"
+import { Heartbeat } from "./Heartbeat.js"
 import { ConnectionLimits, makeTokenBucket, type TokenBucket } from "./Limits.js"
 
 export const path = "/ws/documents/:id"
@@ -42,6 +44,7 @@ const handle = (request: HttpServerRequest.HttpServerRequest) =>
     const registry = yield* DocumentRegistry
     const authorizer = yield* Authorizer
     const limits = yield* ConnectionLimits
+    const heartbeat = yield* Heartbeat
     const params = yield* HttpRouter.params
     const query = parseQuery(request.url)
     if (typeof query === "string") {
@@ -53,7 +56,13 @@ const handle = (request: HttpServerRequest.HttpServerRequest) =>
     yield* Effect.scoped(
       Effect.gen(function* () {
         const scope = yield* Effect.scope
-        const runFork = yield* FiberSet.makeRuntime<never>()
+        // For the rare fiber a full mailbox needs (see makeSubmitter), made when needed and interrupted at the end.
+        const runtime = yield* Effect.runtime<never>()
+        let overflowFiber: Fiber.RuntimeFiber<unknown> | undefined
+        const runFork = (effect: Effect.Effect<unknown>) => {
+          overflowFiber = Runtime.runFork(runtime)(effect)
+        }
+        yield* Effect.addFinalizer(() => (overflowFiber === undefined ? Effect.void : Fiber.interrupt(overflowFiber)))
         const opened = yield* Deferred.make<WebSocket>()
         // Frames are served synchronously in the socket's message callback, in arrival order: decoded, answered
         // or turned into a command that goes straight into the document's mailbox. No fiber or queue per frame.
@@ -118,7 +127,7 @@ const handle = (request: HttpServerRequest.HttpServerRequest) =>
             break
         }
         yield* Effect.logInfo("client joined", { version: outcome.version, since: query.since ?? null }).pipe(log)
-        yield* heartbeat(ws, config).pipe(Effect.forkIn(scope))
+        yield* heartbeat.watch(ws)
         if (Option.isSome(principal.expiresAt)) {
           yield* closeAtExpiry(principal.expiresAt.value, connection).pipe(Effect.forkIn(scope))
         }
@@ -442,19 +451,6 @@ const closeReason = (message: string): string => {
   const characters = Array.from(message)
   while (Buffer.byteLength(characters.join("")) > 123) characters.pop()
   return characters.join("")
-}
-
-/** WebSocket pings; a peer that has not answered the previous ping by the next one is dropped. */
-const heartbeat = (ws: WebSocket, config: ServerConfigShape) => {
-  let alive = true
-  ws.on("pong", () => {
-    alive = true
-  })
-  return Effect.sync(() => {
-    if (!alive) return ws.terminate()
-    alive = false
-    ws.ping()
-  }).pipe(Effect.repeat(Schedule.spaced(config.heartbeatInterval)), Effect.delay(config.heartbeatInterval))
 }
 
 /**

@@ -1,0 +1,56 @@
+/**
+ * WebSocket heartbeats for every connection of a server: one fiber pings all watched sockets each HEARTBEAT_MS
+ * and terminates those that did not answer the previous ping. (A fiber per connection held about 7 KB each.)
+ * Follows the Effect `Clock`, so `TestClock` drives it in tests and a host's clock when embedded.
+ */
+import { Context, Effect, Layer, type Scope } from "effect"
+import type { WebSocket } from "ws"
+import { ServerConfig } from "../Config.js"
+
+export interface HeartbeatShape {
+  /** Pings `ws` with the others until the current scope closes; a peer that misses a round is terminated. */
+  readonly watch: (ws: WebSocket) => Effect.Effect<void, never, Scope.Scope>
+}
+
+export class Heartbeat extends Context.Tag("docsync/Heartbeat")<Heartbeat, HeartbeatShape>() {}
+
+/** Whether a watched socket answered since the last ping. */
+interface Liveness {
+  alive: boolean
+}
+
+export const make: Effect.Effect<HeartbeatShape, never, Scope.Scope | ServerConfig> = Effect.gen(function* () {
+  const config = yield* ServerConfig
+  const sockets = new Map<WebSocket, Liveness>()
+  const round = Effect.sync(() => {
+    for (const [ws, liveness] of sockets) {
+      if (!liveness.alive) {
+        sockets.delete(ws)
+        ws.terminate()
+        continue
+      }
+      liveness.alive = false
+      ws.ping()
+    }
+  })
+  yield* Effect.sleep(config.heartbeatInterval).pipe(
+    Effect.zipRight(round),
+    Effect.forever,
+    Effect.forkScoped
+  )
+  return {
+    watch: (ws) =>
+      Effect.acquireRelease(
+        Effect.sync(() => {
+          const liveness: Liveness = { alive: true }
+          sockets.set(ws, liveness)
+          ws.on("pong", () => {
+            liveness.alive = true
+          })
+        }),
+        () => Effect.sync(() => sockets.delete(ws))
+      )
+  }
+})
+
+export const layer: Layer.Layer<Heartbeat, never, ServerConfig> = Layer.scoped(Heartbeat, make)
