@@ -52,6 +52,7 @@ describe("Config.fromEnv", () => {
         MAX_BUFFERED_BYTES: "65536",
         MAILBOX_CAPACITY: "16",
         MAX_BATCH_SIZE: "32",
+        LOG_TAIL_BYTES: "1024",
         HEARTBEAT_MS: "250",
         AUTH_SECRET: "s3cret",
         LOG_LEVEL: "warning"
@@ -69,6 +70,7 @@ describe("Config.fromEnv", () => {
       assert.strictEqual(config.maxBufferedBytes, 65536)
       assert.strictEqual(config.mailboxCapacity, 16)
       assert.strictEqual(config.maxBatchSize, 32)
+      assert.strictEqual(config.logTailBytes, 1024)
       assert.strictEqual(Duration.toMillis(config.heartbeatInterval), 250)
       assert.strictEqual(Option.map(config.authSecret, Redacted.value).pipe(Option.getOrNull), "s3cret")
       assert.strictEqual(config.logLevel, LogLevel.Warning)
