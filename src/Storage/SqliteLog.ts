@@ -208,7 +208,7 @@ export const make = (options: SqliteLogOptions): Effect.Effect<SqliteLog, Storag
       for (const request of outstanding) {
         const left = request.since + options.timeoutMillis - now
         if (left > 0) {
-          timer = setTimeout(expire, left)
+          timer = setTimeout(expire, left).unref()
           return
         }
         request.resume(Effect.fail(new StorageError({ operation: operationOf(request), cause: `no answer within ${options.timeoutMillis} ms` })))
@@ -226,7 +226,8 @@ export const make = (options: SqliteLogOptions): Effect.Effect<SqliteLog, Storag
           }
         }
         outstanding.add(request)
-        timer ??= setTimeout(expire, options.timeoutMillis)
+        // Unref'd: the worker keeps the process alive while a transaction is in flight; this timer need not.
+        timer ??= setTimeout(expire, options.timeoutMillis).unref()
         pending.push(request)
         // Posted after the rest of this turn of the event loop: every socket read in the turn has reached
         // its actor by then.
