@@ -412,7 +412,22 @@ export const load = (
             yield* Effect.ignore(sendMissed)
           })
         },
-        onSuccess: (results) => Effect.sync(() => stored(pending, results, started, committing))
+        onSuccess: (results) => {
+          // Seqs that do not follow on from `version`: something was committed that this actor did not relay (an
+          // earlier batch reported failed, by a timeout, but committed later). Relay it first, or members would
+          // see a gap and the log tail would be misnumbered.
+          const first = results.find((result) => !result.duplicate)
+          if (first === undefined || first.seq === version + 1) {
+            return Effect.sync(() => stored(pending, results, started, committing))
+          }
+          return Effect.gen(function* () {
+            yield* Effect.logWarning("the log moved past this actor (a failed batch committed late); relaying it")
+            version = first.seq - 1
+            tail.reset(version)
+            yield* Effect.ignore(sendMissed)
+            stored(pending, results, started, committing)
+          })
+        }
       })
     }
 

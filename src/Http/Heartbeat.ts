@@ -24,13 +24,19 @@ export const make: Effect.Effect<HeartbeatShape, never, Scope.Scope | ServerConf
   const sockets = new Map<WebSocket, Liveness>()
   const round = Effect.sync(() => {
     for (const [ws, liveness] of sockets) {
+      // Reading is paused (its document's mailbox is full): its pongs cannot be read, it is not dead.
+      if (ws.isPaused) continue
       if (!liveness.alive) {
         sockets.delete(ws)
         ws.terminate()
         continue
       }
       liveness.alive = false
-      ws.ping()
+      try {
+        ws.ping()
+      } catch {
+        // Not open any more: its close ends its watch.
+      }
     }
   })
   yield* Effect.sleep(config.heartbeatInterval).pipe(

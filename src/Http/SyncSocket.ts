@@ -139,15 +139,18 @@ const handle = (request: HttpServerRequest.HttpServerRequest) =>
           )
           if (command !== undefined) submit(command)
         }
-        for (const frame of early) serve(frame)
+        // Resumed before the replay: if the replay fills the mailbox, the submitter pauses reading again.
         if (early.length >= PAUSE_AT) ws.resume()
+        for (const frame of early) serve(frame)
         early.length = 0
         onFrame = serve
         // Runs first when the connection ends (server shutdown, or the client left): a frame that arrives after
         // that could be stored but never acked, so it is not served; the client resends it after reconnecting.
+        // Frames already waiting in the overflow list go into the mailbox before `Leave` does.
         yield* Effect.addFinalizer(() =>
-          Effect.sync(() => {
+          Effect.suspend(() => {
             onFrame = ignoreFrame
+            return overflowFiber === undefined ? Effect.void : Fiber.await(overflowFiber)
           })
         )
         const exit = yield* Fiber.join(reader).pipe(Effect.exit)

@@ -281,7 +281,7 @@ export const withTimeout = (
       findByOpId: (id, opId) => bound("findByOpId", storage.findByOpId(id, opId)),
       updatesAfter: own("updatesAfter", (id, after, limit) => bound("updatesAfter", storage.updatesAfter(id, after, limit))),
       latestVersion: (id) => bound("latestVersion", storage.latestVersion(id)),
-      putSnapshot: (id, snapshot) => bound("putSnapshot", storage.putSnapshot(id, snapshot)),
+      putSnapshot: own("putSnapshot", (id, snapshot) => bound("putSnapshot", storage.putSnapshot(id, snapshot))),
       latestSnapshot: (id) => bound("latestSnapshot", storage.latestSnapshot(id))
     }
   })

@@ -141,7 +141,10 @@ export const make = (options: SqliteLogOptions): Effect.Effect<SqliteLog, Storag
           snapshots: options.tables.snapshots
         }
       })
-      started.on("message", settle)
+      // Replies of a worker that died are not for the batches posted since to its successor.
+      started.on("message", (reply: Reply) => {
+        if (worker === started) settle(reply)
+      })
       const died = (cause: unknown) => {
         if (worker !== started) return
         worker = undefined
@@ -208,11 +211,13 @@ export const make = (options: SqliteLogOptions): Effect.Effect<SqliteLog, Storag
       for (const request of outstanding) {
         const left = request.since + options.timeoutMillis - now
         if (left > 0) {
-          timer = setTimeout(expire, left).unref()
+          timer = setTimeout(expire, Math.min(left, MAX_TIMER_MILLIS)).unref()
           return
         }
         request.resume(Effect.fail(new StorageError({ operation: operationOf(request), cause: `no answer within ${options.timeoutMillis} ms` })))
       }
+      // What was not posted yet will never be: only a transaction already with the worker can still commit.
+      pending = pending.filter((request) => outstanding.has(request))
     }
 
     const submit = (id: DocumentId, write: Request["write"]) =>
@@ -227,7 +232,7 @@ export const make = (options: SqliteLogOptions): Effect.Effect<SqliteLog, Storag
         }
         outstanding.add(request)
         // Unref'd: the worker keeps the process alive while a transaction is in flight; this timer need not.
-        timer ??= setTimeout(expire, options.timeoutMillis).unref()
+        timer ??= setTimeout(expire, Math.min(options.timeoutMillis, MAX_TIMER_MILLIS)).unref()
         pending.push(request)
         // Posted after the rest of this turn of the event loop: every socket read in the turn has reached
         // its actor by then.
@@ -262,6 +267,9 @@ export const make = (options: SqliteLogOptions): Effect.Effect<SqliteLog, Storag
 
     return { append, putSnapshot, updatesAfter, transactions: () => transactions }
   })
+
+/** Node's longest timer (about 24.8 days); a longer one would fire after 1 ms. */
+const MAX_TIMER_MILLIS = 2_147_483_647
 
 const operationOf = (request: Request): string => (request.write.op === "append" ? "append" : "putSnapshot")
 

@@ -270,6 +270,41 @@ describe("DocumentRegistry", () => {
     }).pipe(Effect.scoped, Effect.provide(registryLayer({ storageTimeout: Duration.seconds(10) }, storage)))
   })
 
+  it.effect("a batch reported failed that commits later is relayed before the next one: no gap, tail in order", () => {
+    // The first append is answered "failed" at once (a timeout) and really committed just before the next append.
+    let late: Effect.Effect<unknown, StorageError> | undefined
+    let calls = 0
+    const storage = wrapStorage((inner) => ({
+      append: (id, updates) => {
+        if (calls++ === 0) {
+          late = inner.append(id, updates)
+          return Effect.fail(new StorageError({ operation: "append", cause: "no answer within 10 s" }))
+        }
+        return Effect.zipRight(late === undefined ? Effect.void : Effect.ignore(late), inner.append(id, updates))
+      }
+    }))
+    return Effect.gen(function* () {
+      const id = yield* createDocument
+      const writer = recordingConnection()
+      const reader = recordingConnection()
+      const [, session] = yield* join(id, writer)
+      yield* join(id, reader)
+      assert.strictEqual((yield* Deferred.await(yield* submit(session, writer, "op-1")))._tag, "Failed")
+      assert.deepStrictEqual(yield* Deferred.await(yield* submit(session, writer, "op-2")), { _tag: "Stored", seq: 2 })
+      assert.deepStrictEqual(reader.of("remote_update").map((f) => [f.seq, f.opId]), [[1, "op-1"], [2, "op-2"]])
+      assert.deepStrictEqual(writer.of("remote_update").map((f) => [f.seq, f.opId]), [[1, "op-1"]], "its own late commit")
+      assert.deepStrictEqual(yield* Deferred.await(yield* submit(session, writer, "op-1")), { _tag: "Duplicate", seq: 1 })
+      for (const since of [undefined, 1]) {
+        const late = recordingConnection()
+        yield* join(id, late, since)
+        assert.deepStrictEqual(
+          (late.of("state")[0]?.updates as Array<{ seq: number; opId: string }>).map((u) => [u.seq, u.opId]),
+          [[1, "op-1"], [2, "op-2"]].slice(since ?? 0)
+        )
+      }
+    }).pipe(Effect.scoped, Effect.provide(registryLayer({}, storage)))
+  })
+
   it.effect("a leave waits until the connection's submitted commands are served", () =>
     Effect.gen(function* () {
       const id = yield* createDocument

@@ -127,6 +127,7 @@ describe("SqliteLog", () => {
       const bounded = yield* withTimeout(storage, Duration.seconds(1))
       assert.strictEqual(bounded.append, storage.append)
       assert.strictEqual(bounded.updatesAfter, storage.updatesAfter)
+      assert.strictEqual(bounded.putSnapshot, storage.putSnapshot)
       assert.notStrictEqual(bounded.get, storage.get)
     }))
 
