@@ -217,7 +217,7 @@ export const load = (
       if (from >= version) return
       const missed = yield* storage.updatesAfter(documentId, from, version - from)
       for (const update of missed) {
-        const frame = Buffer.from(remoteUpdateFrame(update.seq, update.opId, update.actorId, updateOut(update).deltaB64))
+        const frame = remoteUpdateFrame(JSON.stringify(updateOut(update)))
         for (const member of members.values()) {
           if (member.lastSeq < update.seq) {
             member.connection.send(frame)
@@ -447,7 +447,7 @@ export const load = (
         version = result.seq
         const fragment = JSON.stringify({ seq: result.seq, opId: command.opId, actorId: command.actorId, deltaB64: command.deltaB64 })
         tail.append(fragment)
-        const frame = Buffer.from(`{"type":"remote_update",${fragment.slice(1)}`)
+        const frame = remoteUpdateFrame(fragment)
         for (const member of members.values()) {
           if (member.connection !== command.origin) member.connection.send(frame)
           member.lastSeq = result.seq
@@ -643,5 +643,8 @@ class LogTail {
   }
 }
 
-const remoteUpdateFrame = (seq: number, opId: string, actorId: string, deltaB64: string): string =>
-  JSON.stringify({ type: "remote_update", seq, opId, actorId, deltaB64 })
+/**
+ * `remote_update` from an update's `Update` JSON (as in `state`, the same key order), as bytes: encoded once, the
+ * same buffer goes to every member.
+ */
+const remoteUpdateFrame = (fragment: string): Buffer => Buffer.from(`{"type":"remote_update",${fragment.slice(1)}`)
