@@ -24,18 +24,18 @@ export const ackLatency = Metric.histogram(
   "Time from an update's arrival to its answer"
 )
 
-/** Updates stored per transaction (group commit). */
+/** Updates a document stores with one append (group commit; on SQLite several documents share a transaction). */
 export const batchSize = Metric.histogram(
   "docsync_storage_batch_size",
   MetricBoundaries.exponential({ start: 1, factor: 2, count: 12 }),
-  "Updates stored in one transaction"
+  "Updates a document stored with one append (group commit)"
 )
 
-/** Time of one `append` transaction. */
+/** Time of one `append`, as the document sees it (waiting for its transaction included). */
 export const commitLatency = Metric.histogram(
   "docsync_storage_commit_seconds",
   MetricBoundaries.exponential({ start: 0.000_1, factor: 2, count: 16 }),
-  "Duration of one storage transaction of updates"
+  "Duration of one append of updates, as the document sees it"
 )
 
 /** Connections closed with 4408 because their outbound buffer overflowed. */
