@@ -6,7 +6,7 @@
  * bottom of `layer` (like `DocumentRegistry.layer`), so that they are built before the server listens and released
  * after it has drained.
  */
-import { HttpApiSwagger, HttpLayerRouter, HttpServer } from "@effect/platform"
+import { HttpApiSwagger, HttpLayerRouter, HttpMiddleware, HttpServer } from "@effect/platform"
 import type { ServeError } from "@effect/platform/HttpServerError"
 import { NodeHttpServer } from "@effect/platform-node"
 import { Duration, Effect, Layer, Option, Schedule } from "effect"
@@ -55,7 +55,11 @@ export const layerWithAuthorizer: Layer.Layer<
   DocumentStorage | ServerConfig | Authorizer.Authorizer
 > = Layer.effectDiscard(logStartup()).pipe(
   Layer.provide(
-    HttpLayerRouter.serve(Layer.mergeAll(routes, Middleware.layer), { disableLogger: true, disableListenLog: true })
+    HttpLayerRouter.serve(Layer.mergeAll(routes, Middleware.layer), { disableLogger: true, disableListenLog: true }).pipe(
+      // No tracing span for WebSocket joins: it would record the query string (where a browser client's token
+      // travels) as `url.query`, and it is kept as long as the socket is open, about 2.5 KB per connection.
+      HttpMiddleware.withTracerDisabledWhen((request) => request.url.startsWith("/ws/"))
+    )
   ),
   Layer.provideMerge(Layer.scoped(HttpServer.HttpServer, makeNodeServer())),
   Layer.provide(NodeHttpServer.layerContext),

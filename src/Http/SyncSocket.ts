@@ -15,7 +15,7 @@
  */
 import { HttpLayerRouter, HttpRouter, HttpServerRequest, HttpServerResponse, Socket } from "@effect/platform"
 import { NodeHttpServerRequest } from "@effect/platform-node"
-import { Cause, Clock, Deferred, Duration, Effect, Either, Exit, Fiber, Option, Runtime } from "effect"
+import { Cause, Clock, Deferred, Duration, Effect, Either, Exit, Fiber, FiberSet, Layer, Option, Scope } from "effect"
 import type { Duplex } from "node:stream"
 import type { WebSocket } from "ws"
 import { ServerConfig, type ServerConfigShape } from "../Config.js"
@@ -31,13 +31,39 @@ import { ConnectionLimits, makeTokenBucket, type TokenBucket } from "./Limits.js
 
 export const path = "/ws/documents/:id"
 
-/** The route, to merge beside the HttpApi on the HttpLayerRouter. */
-export const route = HttpLayerRouter.add("GET", path, (request) => handle(request))
+/**
+ * The route, to merge beside the HttpApi on the HttpLayerRouter.
+ *
+ * Each connection is one fiber, forked into this Layer's FiberSet: the one running the platform's `runRaw`, which
+ * holds the socket open. Everything else is callbacks and a Scope. The request's own fiber ends once the socket is
+ * upgraded, rather than staying parked for the socket's whole life with its stack through the router, the
+ * middleware and the tracer span (that and a second fiber per connection cost about 35 KB of heap each).
+ *
+ * This Layer is released after the server has stopped accepting and before it cuts the sockets still open. Its
+ * finalizer ends every connection as the protocol asks (what it submitted is answered, then close 1001) before the
+ * FiberSet interrupts their fibers: interrupting first would let `runRaw` close the socket with 1005.
+ */
+export const route = Layer.unwrapScoped(
+  Effect.gen(function* () {
+    const fibers = yield* FiberSet.make<void>()
+    const connections: Connections = { run: yield* FiberSet.runtime(fibers)<never>(), live: new Set() }
+    yield* Effect.addFinalizer(() =>
+      Effect.forEach(connections.live, (finish) => finish, { concurrency: "unbounded", discard: true })
+    )
+    return HttpLayerRouter.add("GET", path, (request) => handle(request, connections))
+  })
+)
+
+/** The route's connections: how to fork one, and how to end each one still open. */
+interface Connections {
+  readonly run: (effect: Effect.Effect<void>) => Fiber.RuntimeFiber<void>
+  readonly live: Set<Effect.Effect<void>>
+}
 
 /** Frames received before the join completes beyond this pause reading from the socket until the join. */
 const PAUSE_AT = 1024
 
-const handle = (request: HttpServerRequest.HttpServerRequest) =>
+const handle = (request: HttpServerRequest.HttpServerRequest, connections: Connections) =>
   Effect.gen(function* () {
     const config = yield* ServerConfig
     const clock = yield* Effect.clock
@@ -53,119 +79,154 @@ const handle = (request: HttpServerRequest.HttpServerRequest) =>
     const documentId = (params.id ?? "") as DocumentId
     const credentials = socketCredentials(request)
     const socket = yield* request.upgrade
-    yield* Effect.scoped(
-      Effect.gen(function* () {
-        const scope = yield* Effect.scope
-        // For the rare fiber a full mailbox needs (see makeSubmitter), made when needed and interrupted at the end.
-        const runtime = yield* Effect.runtime<never>()
-        let overflowFiber: Fiber.RuntimeFiber<unknown> | undefined
-        const runFork = (effect: Effect.Effect<unknown>) => {
-          overflowFiber = Runtime.runFork(runtime)(effect)
-        }
-        yield* Effect.addFinalizer(() => (overflowFiber === undefined ? Effect.void : Fiber.interrupt(overflowFiber)))
-        const opened = yield* Deferred.make<WebSocket>()
-        // Frames are served synchronously in the socket's message callback, in arrival order: decoded, answered
-        // or turned into a command that goes straight into the document's mailbox. No fiber or queue per frame.
-        // Until the join completes they wait here (reading paused past PAUSE_AT).
-        const early: Array<string | Uint8Array> = []
-        let onFrame = (data: string | Uint8Array): void => {
-          early.push(data)
-          if (early.length === PAUSE_AT) raw?.pause()
-        }
-        let raw: WebSocket | undefined
-        const reader = yield* socket
-          .runRaw((data) => onFrame(data), {
-            onOpen: Effect.suspend(() => {
-              const ws = rawWebSocket(request, config.maxMessageBytes)
-              // From here on frames come straight from ws: runRaw's listener builds a MessageEvent and checks for
-              // a Blob per frame. runRaw's is the only message listener (it served any frame before this).
-              ws.removeAllListeners("message")
-              ws.on("message", (data: Buffer, isBinary: boolean) => onFrame(isBinary ? data : data.toString()))
-              return Deferred.succeed(opened, ws)
-            })
-          })
-          .pipe(Effect.forkIn(scope))
-        const ws = yield* Deferred.await(opened).pipe(Effect.raceFirst(Fiber.join(reader).pipe(Effect.flatMap(() => Effect.never))))
-        raw = ws
-        const connection = makeConnection(ws, query.actorId, config)
-        yield* Effect.addFinalizer(() =>
-          Effect.sync(() => connection.close(CloseCodes.GoingAway, CloseCodes.reason[CloseCodes.GoingAway] ?? "going away"))
-        )
-        const admission = yield* admit(authorizer, credentials, documentId)
-        if (Either.isLeft(admission)) {
-          yield* Effect.logInfo("client refused", admission.left.message).pipe(
-            Effect.annotateLogs({ documentId, closeCode: admission.left.code })
-          )
-          return connection.close(admission.left.code, closeReason(admission.left.message))
-        }
-        const { principal, writeDenied } = admission.right
-        const refusal = yield* limits.acquire(documentId)
-        if (Option.isSome(refusal)) {
-          const message = refusal.value === "server"
-            ? `too many connections: the server holds MAX_CONNECTIONS (${config.maxConnections}); retry later`
-            : `too many connections: the document holds MAX_CONNECTIONS_PER_DOCUMENT (${config.maxConnectionsPerDocument}); retry later`
-          yield* Effect.logWarning("client refused", message).pipe(
-            Effect.annotateLogs({ documentId, closeCode: CloseCodes.TooManyConnections })
-          )
-          return connection.close(CloseCodes.TooManyConnections, closeReason(message))
-        }
-        const limit: FrameLimit = {
-          bucket: yield* makeTokenBucket({ perSecond: config.rateLimitPerSecond, burst: config.rateLimitBurst }),
-          writeDenied
-        }
-        const [outcome, session] = yield* registry.join(documentId, connection, query.since)
-        const log = Effect.annotateLogs({ documentId, clientId: connection.clientId, subject: principal.subject })
-        switch (outcome._tag) {
-          case "NotFound":
-            return connection.close(CloseCodes.NotFound, "document not found")
-          case "Deleted":
-            return connection.close(CloseCodes.Gone, "document deleted")
-          case "Failed":
-            yield* Effect.logWarning("join failed", outcome.message).pipe(log)
-            return connection.close(CloseCodes.InternalError, "internal error; reconnect later")
-          case "Joined":
-            break
-        }
-        yield* Effect.logInfo("client joined", { version: outcome.version, since: query.since ?? null }).pipe(log)
-        yield* heartbeat.watch(ws)
-        if (Option.isSome(principal.expiresAt)) {
-          yield* closeAtExpiry(principal.expiresAt.value, connection).pipe(Effect.forkIn(scope))
-        }
-        const submit = makeSubmitter(session, ws, runFork)
-        const serve = (frame: string | Uint8Array) => {
-          const command = serveSafely(
-            () => frameCommand(frame, connection, session, config, limit, clock.unsafeCurrentTimeNanos()),
-            connection
-          )
-          if (command !== undefined) submit(command)
-        }
-        // Resumed before the replay: if the replay fills the mailbox, the submitter pauses reading again.
-        if (early.length >= PAUSE_AT) ws.resume()
-        for (const frame of early) serve(frame)
-        early.length = 0
-        onFrame = serve
-        // Runs first when the connection ends (server shutdown, or the client left): a frame that arrives after
-        // that could be stored but never acked, so it is not served; the client resends it after reconnecting.
-        // Frames already waiting in the overflow list go into the mailbox before `Leave` does.
-        yield* Effect.addFinalizer(() =>
-          Effect.suspend(() => {
-            onFrame = ignoreFrame
-            return overflowFiber === undefined ? Effect.void : Fiber.await(overflowFiber)
-          })
-        )
-        const exit = yield* Fiber.join(reader).pipe(Effect.exit)
-        const serverCode = connection.closeCode()
-        yield* Effect.logInfo("client left").pipe(
-          log,
-          Effect.annotateLogs(
-            serverCode !== undefined
-              ? { closedBy: "server", closeCode: serverCode }
-              : { closedBy: "client", closeCode: clientCloseCode(exit) }
-          )
-        )
-      })
+    const netSocket = NodeHttpServerRequest.toIncomingMessage(request).socket
+    const opened = yield* Deferred.make<void>()
+
+    // The connection's resources (its place in the document, the heartbeat watch, the connection count): released
+    // by `finish`, whichever way the connection ends.
+    const scope = yield* Scope.make()
+    // For the rare fiber a full mailbox needs (see makeSubmitter), made when needed.
+    let overflowFiber: Fiber.RuntimeFiber<unknown> | undefined
+    const runFork = (effect: Effect.Effect<unknown>) => {
+      overflowFiber = connections.run(Effect.asVoid(effect))
+    }
+    let connection: SocketConnection | undefined
+    let log: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R> = Effect.annotateLogs({ documentId })
+    let joined = false
+    let finished = false
+    // Frames are served synchronously in the socket's message callback, in arrival order: decoded, answered or
+    // turned into a command that goes straight into the document's mailbox. No fiber or queue per frame. Until the
+    // join completes they wait here (reading paused past PAUSE_AT).
+    const early: Array<string | Uint8Array> = []
+    let onFrame = (data: string | Uint8Array): void => {
+      early.push(data)
+      if (early.length === PAUSE_AT) raw?.pause()
+    }
+    let raw: WebSocket | undefined
+
+    // Ends the connection, once: a frame that arrives from now on could be stored but never acked, so it is not
+    // served (the client resends it after reconnecting); frames waiting in the overflow list go into the mailbox
+    // before `Leave` does; then the scope is released and the socket closed with 1001 (a no-op if it is closed).
+    const finish = Effect.suspend(() => {
+      finished = true
+      onFrame = ignoreFrame
+      return overflowFiber === undefined ? Effect.void : Fiber.await(overflowFiber)
+    }).pipe(
+      Effect.zipRight(Scope.close(scope, Exit.void)),
+      Effect.zipRight(Effect.sync(() =>
+        connection?.close(CloseCodes.GoingAway, CloseCodes.reason[CloseCodes.GoingAway] ?? "going away")
+      ))
     )
-    return HttpServerResponse.empty()
+
+    // Admission and join, run by runRaw once the socket is open (frames meanwhile wait in `early`).
+    const setup = Effect.gen(function* () {
+      const ws = rawWebSocket(netSocket, config.maxMessageBytes)
+      raw = ws
+      // From here on frames come straight from ws: runRaw's listener builds a MessageEvent and checks for a Blob
+      // per frame. runRaw's is the only message listener (it served any frame before this).
+      ws.removeAllListeners("message")
+      ws.on("message", (data: Buffer, isBinary: boolean) => onFrame(isBinary ? data : data.toString()))
+      yield* Deferred.succeed(opened, undefined)
+      const open = makeConnection(ws, query.actorId, config)
+      connection = open
+      const admission = yield* admit(authorizer, credentials, documentId)
+      if (Either.isLeft(admission)) {
+        yield* Effect.logInfo("client refused", admission.left.message).pipe(
+          Effect.annotateLogs({ documentId, closeCode: admission.left.code })
+        )
+        return open.close(admission.left.code, closeReason(admission.left.message))
+      }
+      const { principal, writeDenied } = admission.right
+      const refusal = yield* limits.acquire(documentId)
+      if (Option.isSome(refusal)) {
+        const message = refusal.value === "server"
+          ? `too many connections: the server holds MAX_CONNECTIONS (${config.maxConnections}); retry later`
+          : `too many connections: the document holds MAX_CONNECTIONS_PER_DOCUMENT (${config.maxConnectionsPerDocument}); retry later`
+        yield* Effect.logWarning("client refused", message).pipe(
+          Effect.annotateLogs({ documentId, closeCode: CloseCodes.TooManyConnections })
+        )
+        return open.close(CloseCodes.TooManyConnections, closeReason(message))
+      }
+      const limit: FrameLimit = {
+        bucket: yield* makeTokenBucket({ perSecond: config.rateLimitPerSecond, burst: config.rateLimitBurst }),
+        writeDenied
+      }
+      const [outcome, session] = yield* registry.join(documentId, open, query.since)
+      log = Effect.annotateLogs({ documentId, clientId: open.clientId, subject: principal.subject })
+      switch (outcome._tag) {
+        case "NotFound":
+          return open.close(CloseCodes.NotFound, "document not found")
+        case "Deleted":
+          return open.close(CloseCodes.Gone, "document deleted")
+        case "Failed":
+          yield* Effect.logWarning("join failed", outcome.message).pipe(log)
+          return open.close(CloseCodes.InternalError, "internal error; reconnect later")
+        case "Joined":
+          break
+      }
+      // Shutdown began during the join: `finish` has run, and frames are no longer served.
+      if (finished) return
+      joined = true
+      yield* Effect.logInfo("client joined", { version: outcome.version, since: query.since ?? null }).pipe(log)
+      yield* heartbeat.watch(ws)
+      if (Option.isSome(principal.expiresAt)) {
+        yield* closeAtExpiry(principal.expiresAt.value, open).pipe(Effect.forkIn(scope))
+      }
+      const submit = makeSubmitter(session, ws, runFork)
+      const serve = (frame: string | Uint8Array) => {
+        const command = serveSafely(
+          () => frameCommand(frame, open, session, config, limit, clock.unsafeCurrentTimeNanos()),
+          open
+        )
+        if (command !== undefined) submit(command)
+      }
+      // Resumed before the replay: if the replay fills the mailbox, the submitter pauses reading again.
+      if (early.length >= PAUSE_AT) ws.resume()
+      for (const frame of early) serve(frame)
+      early.length = 0
+      onFrame = serve
+    }).pipe(Effect.provideService(Scope.Scope, scope))
+
+    const lifetime = connections.run(
+      Effect.suspend(() => {
+        connections.live.add(finish)
+        return socket.runRaw((data) => onFrame(data), { onOpen: setup })
+      }).pipe(
+        Effect.onExit((exit) =>
+          Effect.gen(function* () {
+            connections.live.delete(finish)
+            // Read before `finish`, which closes with 1001 (a no-op on the socket if the client closed it).
+            const serverCode = connection?.closeCode()
+            yield* finish
+            if (!joined) return
+            yield* Effect.logInfo("client left").pipe(
+              log,
+              Effect.annotateLogs(
+                serverCode !== undefined
+                  ? { closedBy: "server", closeCode: serverCode }
+                  : { closedBy: "client", closeCode: clientCloseCode(exit) }
+              )
+            )
+          })
+        ),
+        // How the socket ended is logged above ("client left"); anything else is a bug.
+        Effect.catchAllCause((cause) =>
+          Cause.isInterruptedOnly(cause) || Option.exists(Cause.failureOption(cause), Socket.isSocketError)
+            ? Effect.void
+            : Effect.logError("connection failed", cause).pipe(log)
+        )
+      )
+    )
+    // The request is answered once the socket is upgraded (or its connection ended before that); until then, a
+    // client that goes away interrupts this fiber, and the connection with it (its upgrade would never complete).
+    const upgraded = yield* Deferred.await(opened).pipe(
+      Effect.as(true),
+      Effect.raceFirst(Fiber.await(lifetime).pipe(Effect.as(false))),
+      Effect.onInterrupt(() => Fiber.interrupt(lifetime))
+    )
+    return upgraded
+      ? HttpServerResponse.empty({ status: 101 })
+      : yield* HttpServerResponse.json({ message: "the WebSocket upgrade failed" }, { status: 500 })
   })
 
 /**
@@ -462,10 +523,10 @@ const closeReason = (message: string): string => {
  * size limit, which its WebSocketServer leaves at ws's 100 MiB default. `ws` keeps itself on the net socket
  * under a symbol described "websocket".
  */
-const rawWebSocket = (request: HttpServerRequest.HttpServerRequest, maxMessageBytes: number): WebSocket => {
-  const netSocket = NodeHttpServerRequest.toIncomingMessage(request).socket as unknown as Record<symbol, unknown>
-  const key = Object.getOwnPropertySymbols(netSocket).find((symbol) => symbol.description === "websocket")
-  const ws = key === undefined ? undefined : (netSocket[key] as (WebSocket & { _receiver?: { _maxPayload?: number } }) | undefined)
+const rawWebSocket = (netSocket: object, maxMessageBytes: number): WebSocket => {
+  const slots = netSocket as Record<symbol, unknown>
+  const key = Object.getOwnPropertySymbols(slots).find((symbol) => symbol.description === "websocket")
+  const ws = key === undefined ? undefined : (slots[key] as (WebSocket & { _receiver?: { _maxPayload?: number } }) | undefined)
   if (ws === undefined) throw new Error("upgraded request has no ws WebSocket")
   if (ws._receiver !== undefined) ws._receiver._maxPayload = maxMessageBytes
   return ws

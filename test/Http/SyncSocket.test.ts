@@ -2,11 +2,11 @@
  * The WebSocket sync protocol (sections 2, 2.1, 2.2, 2.5) against a real server on port 0 with real clients.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Exit, Scope } from "effect"
+import { Effect, Exit, LogLevel, Scope, Tracer } from "effect"
 import WebSocket from "ws"
 import type { ServerConfigShape } from "../../src/Config.js"
 import { connect, type Frame } from "../support/WsClient.js"
-import { request, startServer } from "../support/TestServer.js"
+import { capture, request, startServer } from "../support/TestServer.js"
 
 const b64 = (text: string) => Buffer.from(text).toString("base64")
 
@@ -245,6 +245,46 @@ describe("WebSocket sync", () => {
       yield* c.take("ack")
       yield* Scope.close(serverScope, Exit.void)
       assert.strictEqual((yield* c.closed).code, 1001)
+    }))
+
+  it.scoped("the upgrade request is answered once the socket is open, and the connection outlives it", () =>
+    Effect.gen(function* () {
+      const lines: Array<string> = []
+      const url = yield* startServer({ logLevel: LogLevel.Info }).pipe(Effect.provide(capture(lines)))
+      const id = yield* createDocument(url)
+      const c = yield* connect(url, id)
+      yield* c.take("state")
+      // The request's fiber has ended (its log line is written when it does) while the socket is open...
+      yield* Effect.promise(() => new Promise((resolve) => setImmediate(resolve)))
+      assert.match(lines.join("\n"), new RegExp(`^GET /ws/documents/${id} 101 \\d+ms`, "m"))
+      // ...and the connection still serves: its own update, and the end of it logged when the client leaves.
+      yield* c.send(update("after-upgrade"))
+      assert.deepInclude(yield* c.take("ack"), { opId: "after-upgrade", seq: 1 })
+      yield* c.close
+      yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 20)))
+      assert.match(lines.join("\n"), /^client left .*closedBy=client/m, lines.join("\n"))
+    }))
+
+  it.scoped("a join records no tracing span (its query may carry a token); REST requests still do", () =>
+    Effect.gen(function* () {
+      const spans: Array<Tracer.Span> = []
+      const base = yield* Effect.tracer
+      const recording = Tracer.make({
+        span: (...args) => {
+          const span = base.span(...args)
+          spans.push(span)
+          return span
+        },
+        context: base.context
+      })
+      const url = yield* startServer().pipe(Effect.withTracer(recording))
+      const id = yield* createDocument(url)
+      const c = yield* connect(url, id, { token: "query-token-123" })
+      yield* c.take("state")
+      const attributes = spans.map((span) => JSON.stringify([...span.attributes]))
+      assert.isTrue(attributes.some((text) => text.includes("/api/v1/documents")), "REST requests are traced")
+      assert.isFalse(attributes.some((text) => text.includes("/ws/documents")), attributes.join("\n"))
+      assert.isFalse(attributes.some((text) => text.includes("query-token-123")))
     }))
 
   it.scoped("a bad query is refused before the upgrade with a JSON 400", () =>
