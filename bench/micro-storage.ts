@@ -1,0 +1,105 @@
+/**
+ * In-process micro-benchmark of storage alone under the many-docs load (issue 6, item 4: "append a batch"): open-loop
+ * arrivals at `--rate` updates/s (exponential gaps) spread over `--docs` documents, appended through the real
+ * `DocumentStorage` the way document actors do (one append in flight per document; what arrives meanwhile goes
+ * into that document's next append). No sockets, no actor, no JSON: the latency from an update's arrival to its
+ * append being answered is the floor any server on this storage can reach for the many-docs scenario.
+ *
+ *   node --import tsx bench/micro-storage.ts [--storage sqlite|sqlite-normal|memory] [--rate 4000] [--docs 200] [--duration 20]
+ *
+ * Prints latency p50/p95/p99/max in ms and how many appends carried the updates.
+ */
+import { mkdtempSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { Effect, Layer, Runtime } from "effect"
+import type { DocumentId } from "../src/Domain/Document.js"
+import { DocumentStorage, layerMemory } from "../src/Storage/DocumentStorage.js"
+import { layerSqlite } from "../src/Storage/SqlDocumentStorage.js"
+import { Histogram, num, parseFlags, round, str } from "./lib.js"
+
+const flags = parseFlags(process.argv.slice(2))
+const storageKind = str(flags, "storage", "sqlite")
+const rate = num(flags, "rate", 4_000)
+const docs = num(flags, "docs", 200)
+const durationSec = num(flags, "duration", 20)
+
+const dir = mkdtempSync(join(tmpdir(), "docsync-micro-storage-"))
+const storage = storageKind === "memory"
+  ? layerMemory
+  : layerSqlite({ filename: join(dir, "micro.db"), synchronous: storageKind === "sqlite-normal" ? "normal" : "full" }).pipe(
+    Layer.orDie
+  )
+
+interface Waiting {
+  readonly opId: string
+  readonly arrived: number
+}
+
+const program = Effect.gen(function* () {
+  const store = yield* DocumentStorage
+  const runtime = yield* Effect.runtime<never>()
+  const ids: Array<DocumentId> = []
+  for (let i = 0; i < docs; i++) ids.push((yield* store.create(`doc ${i}`)).id)
+  const delta = new Uint8Array(80).fill(7)
+  const latency = new Histogram()
+  const waiting = new Map<DocumentId, Array<Waiting>>()
+  const busy = new Set<DocumentId>()
+  let appends = 0
+  let failures = 0
+  let opCounter = 0
+
+  const appendNext = (id: DocumentId): void => {
+    const batch = waiting.get(id) ?? []
+    if (batch.length === 0 || busy.has(id)) return
+    waiting.set(id, [])
+    busy.add(id)
+    appends++
+    const updates = batch.map(({ opId }) => ({ opId, actorId: "bench", delta }))
+    Runtime.runCallback(runtime)(store.append(id, updates), {
+      onExit: (exit) => {
+        const now = performance.now()
+        if (exit._tag === "Success") for (const { arrived } of batch) latency.record(now - arrived)
+        else failures += batch.length
+        busy.delete(id)
+        appendNext(id)
+      }
+    })
+  }
+
+  const started = performance.now()
+  const end = started + durationSec * 1000
+  let next = started
+  yield* Effect.async<void>((resume) => {
+    const tick = () => {
+      const now = performance.now()
+      while (next <= now && next < end) {
+        const id = ids[Math.floor(Math.random() * ids.length)] as DocumentId
+        const list = waiting.get(id)
+        const entry = { opId: `op-${opCounter++}`, arrived: next }
+        if (list === undefined) waiting.set(id, [entry])
+        else list.push(entry)
+        appendNext(id)
+        next += (-Math.log(1 - Math.random()) * 1000) / rate
+      }
+      // Polled with setImmediate (not a 1 ms timer, which would delay each arrival by up to a millisecond): this
+      // keeps the main thread busy, so the process CPU below is not the storage's.
+      if (now < end || busy.size > 0) setImmediate(tick)
+      else resume(Effect.void)
+    }
+    tick()
+  })
+  const elapsed = (performance.now() - started) / 1000
+  const summary = latency.summary()
+  console.log(
+    `storage ${storageKind}, ${docs} documents, ${rate} updates/s for ${durationSec} s: ` +
+      `latency p50 ${summary.p50} ms, p95 ${summary.p95} ms, p99 ${summary.p99} ms, max ${summary.max} ms; ` +
+      `${summary.count} updates in ${appends} appends, ${failures} failed, in ${round(elapsed, 1)} s`
+  )
+})
+
+try {
+  await Effect.runPromise(Effect.scoped(program.pipe(Effect.provide(storage))))
+} finally {
+  rmSync(dir, { recursive: true, force: true })
+}
