@@ -1,0 +1,73 @@
+/**
+ * The live memory of idle WebSocket connections: starts docsync (`--dist`, default `dist/`, from `npm run build`)
+ * with `bench/gc-probe.cjs` on memory:// storage, opens `--connections` sockets over 200 documents, and reads the
+ * heap and RSS after full GCs before and after. Complements the idle scenario, whose RSS includes uncollected garbage.
+ *
+ *   npm run build && node --import tsx bench/idle-heap.ts [--connections 2000] [--dist dist]
+ */
+import { spawn } from "node:child_process"
+import { join, resolve } from "node:path"
+import { WebSocket } from "ws"
+import { num, parseFlags, sleep, str } from "./lib.js"
+
+const flags = parseFlags(process.argv.slice(2))
+const connections = num(flags, "connections", 2000)
+const dist = resolve(str(flags, "dist", "dist"))
+const port = 20_000 + Math.floor(Math.random() * 10_000)
+const server = spawn(process.execPath, ["--expose-gc", "-r", join(import.meta.dirname, "gc-probe.cjs"), join(dist, "main.js")], {
+  env: {
+    ...process.env,
+    PORT: String(port),
+    DATABASE_URL: "memory://",
+    LOG_LEVEL: "warning",
+    MAX_CONNECTIONS: "1000000",
+    MAX_CONNECTIONS_PER_DOCUMENT: "1000000"
+  },
+  stdio: ["ignore", "ignore", "pipe"]
+})
+type Memory = Record<"rss" | "heapUsed" | "external", number>
+let memory: ((m: Memory) => void) | undefined
+server.stderr.on("data", (chunk: Buffer) => {
+  for (const line of String(chunk).split("\n")) {
+    if (!line.startsWith("MEM ")) continue
+    memory?.(Object.fromEntries(line.slice(4).split(" ").map((kv) => kv.split("=")).map(([k, v]) => [k, Number(v)])) as Memory)
+  }
+})
+const measure = () => new Promise<Memory>((done) => {
+  memory = done
+  server.kill("SIGUSR2")
+})
+const base = `http://127.0.0.1:${port}`
+try {
+  for (let i = 0; i < 100; i++) {
+    const ok = await fetch(`${base}/api/v1/health`).then(() => true, () => false)
+    if (ok) break
+    await sleep(100)
+  }
+  const ids: Array<string> = []
+  for (let i = 0; i < 200; i++) {
+    const reply = await fetch(`${base}/api/v1/documents`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ title: `d${i}` }) })
+    ids.push(((await reply.json()) as { id: string }).id)
+  }
+  const open = (id: string) => new Promise<WebSocket>((done, fail) => {
+    const ws = new WebSocket(`ws://127.0.0.1:${port}/ws/documents/${id}`)
+    ws.on("message", (data) => { if (String(data).includes('"type":"state"')) done(ws) })
+    ws.on("error", fail)
+  })
+  // One round opened and closed first, so that documents are loaded and code is warm in both measurements.
+  const warm = await Promise.all(ids.map(open))
+  for (const ws of warm) ws.close()
+  await sleep(500)
+  const before = await measure()
+  const sockets: Array<WebSocket> = []
+  for (let i = 0; i < connections; i += 50) {
+    sockets.push(...await Promise.all(Array.from({ length: Math.min(50, connections - i) }, (_, j) => open(ids[(i + j) % ids.length] as string))))
+  }
+  await sleep(1000)
+  const after = await measure()
+  const per = (key: keyof Memory) => ((after[key] - before[key]) / connections / 1024).toFixed(1)
+  console.log(`${connections} idle connections, per connection after full GCs: heap ${per("heapUsed")} KB, RSS ${per("rss")} KB`)
+  for (const ws of sockets) ws.terminate()
+} finally {
+  server.kill("SIGTERM")
+}
