@@ -28,6 +28,11 @@ export interface SqliteLog {
   readonly updatesAfter: (id: DocumentId, after: number, limit: number) => Effect.Effect<ReadonlyArray<StoredUpdate>, StorageError>
   /** Transactions committed so far (each one `fsync` with `synchronous = full`). */
   readonly transactions: () => number
+  /**
+   * Stops the commit worker once its transaction in hand is done, the way a crash between transactions would (for
+   * tests): what was posted to it after that fails with a StorageError, and the next write starts a new worker.
+   */
+  readonly stopWorker: () => Promise<void>
 }
 
 export interface SqliteLogOptions {
@@ -184,8 +189,23 @@ export const make = (options: SqliteLogOptions): Effect.Effect<SqliteLog, Storag
       worker.ref()
     }
 
+    /**
+     * Asks a worker to exit once the transaction in hand is done, and waits for it (at most `waitMillis`). Never
+     * `terminate()`: a worker terminated inside a statement makes better-sqlite3 abort the whole process.
+     */
+    const askToExit = (target: Worker, waitMillis: number) =>
+      new Promise<void>((resolve) => {
+        const timeout = setTimeout(resolve, waitMillis)
+        target.once("exit", () => {
+          clearTimeout(timeout)
+          resolve()
+        })
+        target.postMessage("exit")
+      })
+
     // Closing waits for the transaction in flight (its batches may be committing: they get their real answer),
-    // fails what never started, and stops the worker.
+    // fails what never started, and stops the worker. One still inside a statement after that (a commit stuck
+    // for seconds) is left to finish and exit on its own.
     yield* Effect.addFinalizer(() =>
       Effect.promise(async () => {
         closed = true
@@ -198,7 +218,10 @@ export const make = (options: SqliteLogOptions): Effect.Effect<SqliteLog, Storag
         if (timer !== undefined) clearTimeout(timer)
         const last = worker
         worker = undefined
-        if (last !== undefined) await last.terminate()
+        if (last !== undefined) {
+          last.unref()
+          await askToExit(last, 1_000)
+        }
       })
     )
 
@@ -265,7 +288,9 @@ export const make = (options: SqliteLogOptions): Effect.Effect<SqliteLog, Storag
       })
     boundsItself.add(updatesAfter)
 
-    return { append, putSnapshot, updatesAfter, transactions: () => transactions }
+    const stopWorker = () => (worker === undefined ? Promise.resolve() : askToExit(worker, 10_000))
+
+    return { append, putSnapshot, updatesAfter, transactions: () => transactions, stopWorker }
   })
 
 /** Node's longest timer (about 24.8 days); a longer one would fire after 1 ms. */
@@ -344,9 +369,21 @@ import("node:worker_threads").then(async ({ parentPort, receiveMessageOnPort, wo
   let transaction = 0
   // One transaction for this message and every other one already waiting: they arrived while the previous
   // transaction was being committed. One reply per message, in order.
+  // "exit": asked to stop once the transaction in hand is done (closing, or a test standing in for a crash).
+  // Messages behind it are not served: their requests fail on the main thread when this thread exits.
+  const exit = () => {
+    db.close()
+    process.exit(0)
+  }
   parentPort.on("message", (first) => {
+    if (first === "exit") return exit()
     const messages = [first]
+    let exitAfter = false
     for (let next = receiveMessageOnPort(parentPort); next !== undefined; next = receiveMessageOnPort(parentPort)) {
+      if (next.message === "exit") {
+        exitAfter = true
+        break
+      }
       messages.push(next.message)
     }
     transaction++
@@ -370,9 +407,11 @@ import("node:worker_threads").then(async ({ parentPort, receiveMessageOnPort, wo
     } catch (error) {
       try { s.rollback.run() } catch {}
       for (const _ of messages) parentPort.postMessage({ error: message(error) })
+      if (exitAfter) exit()
       return
     }
     for (const reply of replies) parentPort.postMessage(reply)
+    if (exitAfter) exit()
   })
 })
 `

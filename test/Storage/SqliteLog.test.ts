@@ -3,7 +3,7 @@
  * batch rolled back alone, and waiting (on a timer, not blocking) for a write lock held by the other connection.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Duration, Effect, Exit, Layer } from "effect"
+import { Duration, Effect, Exit, Fiber, Layer } from "effect"
 import { createRequire } from "node:module"
 import * as Path from "node:path"
 import type { DocumentId } from "../../src/Domain/Document.js"
@@ -119,6 +119,34 @@ describe("SqliteLog", () => {
         { opId: "next", seq: 2, duplicate: false },
         { opId: "late", seq: 1, duplicate: true }
       ])
+    }).pipe(Effect.scoped))
+
+  it.live("a worker that dies fails what was posted to it, and the next append starts a new one", () =>
+    Effect.gen(function* () {
+      const { filename, ids, log, storage } = yield* setup(1)
+      const other = new Database(filename)
+      yield* Effect.addFinalizer(() => Effect.sync(() => other.close()))
+      const id = ids[0] as DocumentId
+      assert.deepStrictEqual(yield* log.append(id, [update("before")]), [{ opId: "before", seq: 1, duplicate: false }])
+      // The worker waits for the write lock with "held" in hand; it is told to stop, then "lost" is posted behind.
+      other.exec("BEGIN IMMEDIATE")
+      const held = yield* Effect.fork(log.append(id, [update("held")]))
+      yield* Effect.sleep("50 millis")
+      const stopped = log.stopWorker()
+      const lost = yield* Effect.fork(log.append(id, [update("lost")]))
+      yield* Effect.sleep("50 millis")
+      other.exec("COMMIT")
+      yield* Effect.promise(() => stopped)
+      assert.deepStrictEqual(yield* Fiber.join(held), [{ opId: "held", seq: 2, duplicate: false }])
+      const failed = yield* lost.await
+      assert.isTrue(Exit.isFailure(failed), "what the worker had not taken fails when it exits")
+      assert.include(String(Exit.isFailure(failed) ? failed.cause : ""), "exited")
+      // A new worker serves the next append; "lost" never committed, so its retry is stored, not a duplicate.
+      assert.deepStrictEqual(yield* log.append(id, [update("after"), update("lost")]), [
+        { opId: "after", seq: 3, duplicate: false },
+        { opId: "lost", seq: 4, duplicate: false }
+      ])
+      assert.deepStrictEqual((yield* storage.updatesAfter(id, 0, 10)).map((u) => u.opId), ["before", "held", "after", "lost"])
     }).pipe(Effect.scoped))
 
   it.scoped("the registry's timeout wrapper leaves the log's self-bounded methods as they are (no fiber per call)", () =>
