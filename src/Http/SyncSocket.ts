@@ -76,10 +76,18 @@ const handle = (request: HttpServerRequest.HttpServerRequest, connections: Conne
     if (typeof query === "string") {
       return yield* HttpServerResponse.json({ message: query }, { status: 400 })
     }
+    // ws answers a bad handshake itself and never reports back: the platform's upgrade would wait forever, and
+    // the connection's fiber with it (holding up shutdown). Refused here instead, as ws would.
+    const badHandshake = handshakeProblem(request.headers)
+    if (badHandshake !== undefined) {
+      return yield* HttpServerResponse.json({ message: badHandshake }, { status: 400 })
+    }
     const documentId = (params.id ?? "") as DocumentId
     const credentials = socketCredentials(request)
-    const socket = yield* request.upgrade
     const netSocket = NodeHttpServerRequest.toIncomingMessage(request).socket
+    // Gone already: ws would drop it without a word, and the upgrade wait forever, as above. (499: client closed.)
+    if (netSocket.destroyed || !netSocket.readable || !netSocket.writable) return HttpServerResponse.empty({ status: 499 })
+    const socket = yield* request.upgrade
     const opened = yield* Deferred.make<void>()
 
     // The connection's resources (its place in the document, the heartbeat watch, the connection count): released
@@ -107,15 +115,19 @@ const handle = (request: HttpServerRequest.HttpServerRequest, connections: Conne
     // Ends the connection, once: a frame that arrives from now on could be stored but never acked, so it is not
     // served (the client resends it after reconnecting); frames waiting in the overflow list go into the mailbox
     // before `Leave` does; then the scope is released and the socket closed with 1001 (a no-op if it is closed).
-    const finish = Effect.suspend(() => {
-      finished = true
-      onFrame = ignoreFrame
-      return overflowFiber === undefined ? Effect.void : Fiber.await(overflowFiber)
-    }).pipe(
-      Effect.zipRight(Scope.close(scope, Exit.void)),
-      Effect.zipRight(Effect.sync(() =>
-        connection?.close(CloseCodes.GoingAway, CloseCodes.reason[CloseCodes.GoingAway] ?? "going away")
-      ))
+    // Cached: at shutdown both the route's finalizer and the connection's own end run it, and the second waits for
+    // the first to be done.
+    const finish = yield* Effect.cached(
+      Effect.suspend(() => {
+        finished = true
+        onFrame = ignoreFrame
+        return overflowFiber === undefined ? Effect.void : Fiber.await(overflowFiber)
+      }).pipe(
+        Effect.zipRight(Scope.close(scope, Exit.void)),
+        Effect.zipRight(Effect.sync(() =>
+          connection?.close(CloseCodes.GoingAway, CloseCodes.reason[CloseCodes.GoingAway] ?? "going away")
+        ))
+      )
     )
 
     // Admission and join, run by runRaw once the socket is open (frames meanwhile wait in `early`).
@@ -136,6 +148,8 @@ const handle = (request: HttpServerRequest.HttpServerRequest, connections: Conne
         )
         return open.close(admission.left.code, closeReason(admission.left.message))
       }
+      // Shutdown began meanwhile: `finish` has run; do not load the document now.
+      if (finished) return
       const { principal, writeDenied } = admission.right
       const refusal = yield* limits.acquire(documentId)
       if (Option.isSome(refusal)) {
@@ -217,17 +231,42 @@ const handle = (request: HttpServerRequest.HttpServerRequest, connections: Conne
         )
       )
     )
-    // The request is answered once the socket is upgraded (or its connection ended before that); until then, a
-    // client that goes away interrupts this fiber, and the connection with it (its upgrade would never complete).
-    const upgraded = yield* Deferred.await(opened).pipe(
-      Effect.as(true),
-      Effect.raceFirst(Fiber.await(lifetime).pipe(Effect.as(false))),
-      Effect.onInterrupt(() => Fiber.interrupt(lifetime))
+    // This fiber ends once the socket is upgraded (ws has written the 101 itself; the response below only names it
+    // for the request log), or once the connection ended before that (a defect, logged by the connection). If it
+    // is interrupted before the upgrade (server stopping), the connection goes with it; after, the connection is
+    // the route's to end.
+    yield* Deferred.await(opened).pipe(
+      Effect.raceFirst(Fiber.await(lifetime)),
+      Effect.onInterrupt(() =>
+        Effect.flatMap(Deferred.isDone(opened), (done) => (done ? Effect.void : Fiber.interruptFork(lifetime)))
+      )
     )
-    return upgraded
-      ? HttpServerResponse.empty({ status: 101 })
-      : yield* HttpServerResponse.json({ message: "the WebSocket upgrade failed" }, { status: 500 })
+    return HttpServerResponse.empty({ status: 101 })
   })
+
+/** Protocol tokens (RFC 7230) separated by commas, as ws accepts in Sec-WebSocket-Protocol. */
+const SUBPROTOCOLS = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+(?:[ \t]*,[ \t]*[!#$%&'*+\-.^_`|~0-9A-Za-z]+)*$/
+
+/**
+ * What ws would refuse in a handshake (its `handleUpgrade` checks, in its order), as a message for a 400; undefined
+ * for a handshake it accepts. ws's own refusal never reaches the platform, whose upgrade then waits forever.
+ */
+export const handshakeProblem = (headers: Readonly<Record<string, string | undefined>>): string | undefined => {
+  if (headers.upgrade?.toLowerCase() !== "websocket") return "not a WebSocket handshake: Upgrade must be websocket"
+  if (!/^[+/0-9A-Za-z]{22}==$/.test(headers["sec-websocket-key"] ?? "")) {
+    return "missing or invalid Sec-WebSocket-Key header"
+  }
+  const version = Number(headers["sec-websocket-version"])
+  if (version !== 13 && version !== 8) return "missing or invalid Sec-WebSocket-Version header (13 is supported)"
+  const protocols = headers["sec-websocket-protocol"]
+  if (protocols !== undefined) {
+    const names = protocols.split(",").map((name) => name.trim())
+    if (!SUBPROTOCOLS.test(protocols.trim()) || new Set(names).size !== names.length) {
+      return "invalid Sec-WebSocket-Protocol header"
+    }
+  }
+  return undefined
+}
 
 /**
  * Puts a connection's commands into its document's mailbox without a fiber while the mailbox has room. When it is

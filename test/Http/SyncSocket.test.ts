@@ -3,10 +3,28 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Exit, LogLevel, Scope, Tracer } from "effect"
+import * as net from "node:net"
 import WebSocket from "ws"
 import type { ServerConfigShape } from "../../src/Config.js"
 import { connect, type Frame } from "../support/WsClient.js"
+import { handshakeProblem } from "../../src/Http/SyncSocket.js"
 import { capture, request, startServer } from "../support/TestServer.js"
+
+/** Sends one raw HTTP request (headers as given) and returns the whole reply as text, once the server closes. */
+const rawRequest = (port: number, path: string, headers: Record<string, string>) =>
+  Effect.async<string>((resume) => {
+    const socket = net.connect(port, "127.0.0.1", () => {
+      const lines = Object.entries(headers).map(([name, value]) => `${name}: ${value}`)
+      socket.write([`GET ${path} HTTP/1.1`, "Host: 127.0.0.1", ...lines, "", ""].join("\r\n"))
+    })
+    let text = ""
+    socket.on("data", (chunk) => {
+      text += String(chunk)
+      if (/\r\n\r\n[\s\S]*\}/.test(text)) socket.end()
+    })
+    socket.on("close", () => resume(Effect.succeed(text)))
+    socket.on("error", () => {})
+  })
 
 const b64 = (text: string) => Buffer.from(text).toString("base64")
 
@@ -286,6 +304,44 @@ describe("WebSocket sync", () => {
       assert.isFalse(attributes.some((text) => text.includes("/ws/documents")), attributes.join("\n"))
       assert.isFalse(attributes.some((text) => text.includes("query-token-123")))
     }))
+
+  it.scoped("a handshake ws would refuse gets a JSON 400 from us, and leaves nothing behind to hold up shutdown", () =>
+    Effect.gen(function* () {
+      const serverScope = yield* Scope.make()
+      const url = yield* startServer().pipe(Scope.extend(serverScope))
+      const id = yield* createDocument(url)
+      const { port } = new URL(url)
+      const good = { Upgrade: "websocket", Connection: "Upgrade", "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==", "Sec-WebSocket-Version": "13" }
+      const cases: Array<[Record<string, string>, string]> = [
+        [{ ...good, "Sec-WebSocket-Key": "" }, "Sec-WebSocket-Key"],
+        [{ ...good, "Sec-WebSocket-Key": "short" }, "Sec-WebSocket-Key"],
+        [{ ...good, "Sec-WebSocket-Version": "12" }, "Sec-WebSocket-Version"],
+        [{ ...good, "Sec-WebSocket-Protocol": "a, a" }, "Sec-WebSocket-Protocol"],
+        [{ ...good, "Sec-WebSocket-Protocol": "bad token" }, "Sec-WebSocket-Protocol"],
+        [{ ...good, Upgrade: "h2c" }, "Upgrade"]
+      ]
+      for (const [headers, named] of cases) {
+        const reply = yield* rawRequest(Number(port), `/ws/documents/${id}`, headers)
+        assert.match(reply, /^HTTP\/1\.1 400 /, reply)
+        assert.include(reply, named)
+      }
+      // The same server still upgrades a good handshake, and shuts down promptly (a stuck upgrade would hang it).
+      const c = yield* connect(url, id)
+      yield* c.take("state")
+      yield* Scope.close(serverScope, Exit.void).pipe(
+        Effect.timeoutFail({ duration: "5 seconds", onTimeout: () => new Error("shutdown hung") })
+      )
+      assert.strictEqual((yield* c.closed).code, 1001)
+    }))
+
+  it("handshakeProblem accepts what ws accepts", () => {
+    const good = { upgrade: "WebSocket", "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==", "sec-websocket-version": "13" }
+    assert.isUndefined(handshakeProblem(good))
+    assert.isUndefined(handshakeProblem({ ...good, "sec-websocket-version": "8" }))
+    assert.isUndefined(handshakeProblem({ ...good, "sec-websocket-protocol": "docsync.v1, json" }))
+    assert.isDefined(handshakeProblem({ ...good, "sec-websocket-protocol": "docsync.v1,,json" }))
+    assert.isDefined(handshakeProblem({ ...good, upgrade: undefined }))
+  })
 
   it.scoped("a bad query is refused before the upgrade with a JSON 400", () =>
     Effect.gen(function* () {
