@@ -15,7 +15,7 @@
  */
 import { HttpLayerRouter, HttpRouter, HttpServerRequest, HttpServerResponse, Socket } from "@effect/platform"
 import { NodeHttpServerRequest } from "@effect/platform-node"
-import { Cause, Clock, Deferred, Duration, Effect, Either, Exit, Fiber, FiberSet, Layer, Option, Scope } from "effect"
+import { Cause, Clock, Deferred, Duration, Effect, Either, Exit, Fiber, FiberId, FiberSet, Layer, Option, Scope } from "effect"
 import type { Duplex } from "node:stream"
 import type { WebSocket } from "ws"
 import { ServerConfig, type ServerConfigShape } from "../Config.js"
@@ -115,20 +115,23 @@ const handle = (request: HttpServerRequest.HttpServerRequest, connections: Conne
     // Ends the connection, once: a frame that arrives from now on could be stored but never acked, so it is not
     // served (the client resends it after reconnecting); frames waiting in the overflow list go into the mailbox
     // before `Leave` does; then the scope is released and the socket closed with 1001 (a no-op if it is closed).
-    // Cached: at shutdown both the route's finalizer and the connection's own end run it, and the second waits for
-    // the first to be done.
-    const finish = yield* Effect.cached(
-      Effect.suspend(() => {
-        finished = true
-        onFrame = ignoreFrame
-        return overflowFiber === undefined ? Effect.void : Fiber.await(overflowFiber)
-      }).pipe(
+    // At shutdown both the route's finalizer and the connection's own end run it: the second waits for the first.
+    // (A Deferred made on first use: `Effect.cached` cost about 3 KB per connection.)
+    let finishing: Deferred.Deferred<void> | undefined
+    const finish = Effect.suspend(() => {
+      if (finishing !== undefined) return Deferred.await(finishing)
+      const done = Deferred.unsafeMake<void>(FiberId.none)
+      finishing = done
+      finished = true
+      onFrame = ignoreFrame
+      return (overflowFiber === undefined ? Effect.void : Fiber.await(overflowFiber)).pipe(
         Effect.zipRight(Scope.close(scope, Exit.void)),
         Effect.zipRight(Effect.sync(() =>
           connection?.close(CloseCodes.GoingAway, CloseCodes.reason[CloseCodes.GoingAway] ?? "going away")
-        ))
+        )),
+        Effect.ensuring(Deferred.done(done, Exit.void))
       )
-    )
+    })
 
     // Admission and join, run by runRaw once the socket is open (frames meanwhile wait in `early`).
     const setup = Effect.gen(function* () {
