@@ -8,27 +8,21 @@
  *
  * Prints updates/s and CPU µs per update (the process's user + system time).
  */
-import { mkdtempSync, rmSync } from "node:fs"
-import { tmpdir } from "node:os"
-import { join } from "node:path"
 import { Deferred, Effect, Layer, Logger, LogLevel } from "effect"
 import * as Config from "../src/Config.js"
 import type { Connection, UpdateOutcome } from "../src/Document/DocumentActor.js"
 import * as DocumentRegistry from "../src/Document/DocumentRegistry.js"
-import { DocumentStorage, layerMemory } from "../src/Storage/DocumentStorage.js"
-import { layerSqlite } from "../src/Storage/SqlDocumentStorage.js"
+import { DocumentStorage } from "../src/Storage/DocumentStorage.js"
 import { num, parseFlags, str } from "./lib.js"
+import { storageFromFlag } from "./micro-storage-flag.js"
 
 const flags = parseFlags(process.argv.slice(2))
-const storageKind = str(flags, "storage", "memory")
 const total = num(flags, "updates", 50_000)
 const readers = num(flags, "readers", 10)
 const inflight = num(flags, "inflight", 16)
 
-const dir = mkdtempSync(join(tmpdir(), "docsync-micro-"))
-const storage = storageKind === "memory"
-  ? layerMemory
-  : layerSqlite({ filename: join(dir, "micro.db"), synchronous: storageKind === "sqlite-normal" ? "normal" : "full" }).pipe(Layer.orDie)
+const storageKind = str(flags, "storage", "memory")
+const storage = storageFromFlag(storageKind)
 
 const counting = (name: string): Connection & { bytes: number } => {
   const connection = {
@@ -90,11 +84,11 @@ await Effect.runPromise(
     Effect.scoped,
     Effect.provide(
       DocumentRegistry.layer.pipe(
-        Layer.provideMerge(storage),
+        Layer.provideMerge(storage.layer),
         Layer.provideMerge(Config.layer({ mailboxCapacity: 4096 })),
         Layer.provideMerge(Logger.minimumLogLevel(LogLevel.Warning))
       )
     )
   )
 )
-rmSync(dir, { recursive: true, force: true })
+storage.dispose()

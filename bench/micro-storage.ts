@@ -9,27 +9,19 @@
  *
  * Prints latency p50/p95/p99/max in ms and how many appends carried the updates.
  */
-import { mkdtempSync, rmSync } from "node:fs"
-import { tmpdir } from "node:os"
-import { join } from "node:path"
-import { Effect, Layer, Runtime } from "effect"
+import { Effect, Runtime } from "effect"
 import type { DocumentId } from "../src/Domain/Document.js"
-import { DocumentStorage, layerMemory } from "../src/Storage/DocumentStorage.js"
-import { layerSqlite } from "../src/Storage/SqlDocumentStorage.js"
+import { DocumentStorage } from "../src/Storage/DocumentStorage.js"
 import { Histogram, num, parseFlags, round, str } from "./lib.js"
+import { storageFromFlag } from "./micro-storage-flag.js"
 
 const flags = parseFlags(process.argv.slice(2))
-const storageKind = str(flags, "storage", "sqlite")
 const rate = num(flags, "rate", 4_000)
 const docs = num(flags, "docs", 200)
 const durationSec = num(flags, "duration", 20)
 
-const dir = mkdtempSync(join(tmpdir(), "docsync-micro-storage-"))
-const storage = storageKind === "memory"
-  ? layerMemory
-  : layerSqlite({ filename: join(dir, "micro.db"), synchronous: storageKind === "sqlite-normal" ? "normal" : "full" }).pipe(
-    Layer.orDie
-  )
+const storageKind = str(flags, "storage", "sqlite")
+const storage = storageFromFlag(storageKind)
 
 interface Waiting {
   readonly opId: string
@@ -99,7 +91,7 @@ const program = Effect.gen(function* () {
 })
 
 try {
-  await Effect.runPromise(Effect.scoped(program.pipe(Effect.provide(storage))))
+  await Effect.runPromise(Effect.scoped(program.pipe(Effect.provide(storage.layer))))
 } finally {
-  rmSync(dir, { recursive: true, force: true })
+  storage.dispose()
 }
