@@ -4,7 +4,7 @@
  * runs the actor and supervises it: a defect fails only the commands in flight, and the next command runs on an
  * actor rebuilt from storage.
  */
-import { Cause, Chunk, Context, Deferred, Duration, Effect, Exit, Layer, Option, Queue, RcMap, type Scope } from "effect"
+import { Cause, Chunk, Context, Deferred, Duration, Effect, Exit, Layer, Option, Queue, RcMap, Scope } from "effect"
 import { ServerConfig } from "../Config.js"
 import type { DocumentId } from "../Domain/Document.js"
 import { DocumentStorage, withTimeout } from "../Storage/DocumentStorage.js"
@@ -114,7 +114,9 @@ export const make: Effect.Effect<DocumentRegistryShape, never, Scope.Scope | Ser
           const outcome = yield* Deferred.await(done)
           if (outcome._tag === "Joined") {
             Metrics.add(Metrics.connections, 1)
-            yield* Effect.addFinalizer(() =>
+            // On the scope itself: `Effect.addFinalizer` keeps a copy of the fiber's FiberRefs per connection.
+            yield* Scope.addFinalizer(
+              yield* Effect.scope,
               Effect.gen(function* () {
                 Metrics.add(Metrics.connections, -1)
                 // Shut down means the registry is gone and the document with it: nothing to leave.

@@ -3,7 +3,7 @@
  * and terminates those that did not answer the previous ping. (A fiber per connection held about 7 KB each.)
  * Follows the Effect `Clock`, so `TestClock` drives it in tests and a host's clock when embedded.
  */
-import { Context, Effect, Layer, type Scope } from "effect"
+import { Context, Effect, Layer, Scope } from "effect"
 import type { WebSocket } from "ws"
 import { ServerConfig } from "../Config.js"
 
@@ -45,17 +45,16 @@ export const make: Effect.Effect<HeartbeatShape, never, Scope.Scope | ServerConf
     Effect.forkScoped
   )
   return {
+    // On the scope itself: `acquireRelease` would keep a copy of the fiber's FiberRefs per connection.
     watch: (ws) =>
-      Effect.acquireRelease(
-        Effect.sync(() => {
-          const liveness: Liveness = { alive: true }
-          sockets.set(ws, liveness)
-          ws.on("pong", () => {
-            liveness.alive = true
-          })
-        }),
-        () => Effect.sync(() => sockets.delete(ws))
-      )
+      Effect.flatMap(Effect.scope, (scope) => {
+        const liveness: Liveness = { alive: true }
+        sockets.set(ws, liveness)
+        ws.on("pong", () => {
+          liveness.alive = true
+        })
+        return Scope.addFinalizer(scope, Effect.sync(() => sockets.delete(ws)))
+      })
   }
 })
 

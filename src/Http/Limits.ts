@@ -3,7 +3,7 @@
  * second with a burst, RATE_LIMIT_PER_SECOND / RATE_LIMIT_BURST) and the connection caps
  * (MAX_CONNECTIONS_PER_DOCUMENT / MAX_CONNECTIONS). The REST body limit is in `Middleware.ts`.
  */
-import { Context, Effect, Layer, Option, type Scope } from "effect"
+import { Context, Effect, Layer, Option, Scope } from "effect"
 import { ServerConfig } from "../Config.js"
 import type { DocumentId } from "../Domain/Document.js"
 
@@ -70,18 +70,17 @@ export const makeConnectionLimits = (caps: {
       else perDocument.set(documentId, left)
     })
   return {
+    // Registered on the scope itself rather than with `acquireRelease`, which keeps a copy of the fiber's
+    // FiberRefs per call (about 1 KB per connection) to restore for a release that does not need them.
     acquire: (documentId) =>
-      Effect.acquireRelease(
-        Effect.sync((): Option.Option<Refusal> => {
-          if (total >= caps.maxConnections) return Option.some("server")
-          const onDocument = perDocument.get(documentId) ?? 0
-          if (onDocument >= caps.maxConnectionsPerDocument) return Option.some("document")
-          total++
-          perDocument.set(documentId, onDocument + 1)
-          return Option.none()
-        }),
-        (refusal) => (Option.isNone(refusal) ? release(documentId) : Effect.void)
-      ),
+      Effect.flatMap(Effect.scope, (scope) => {
+        if (total >= caps.maxConnections) return Effect.succeed(Option.some<Refusal>("server"))
+        const onDocument = perDocument.get(documentId) ?? 0
+        if (onDocument >= caps.maxConnectionsPerDocument) return Effect.succeed(Option.some<Refusal>("document"))
+        total++
+        perDocument.set(documentId, onDocument + 1)
+        return Effect.as(Scope.addFinalizer(scope, release(documentId)), Option.none())
+      }),
     count: (documentId) => Effect.sync(() => (documentId === undefined ? total : perDocument.get(documentId) ?? 0))
   }
 }
