@@ -10,6 +10,8 @@ import { ServerConfig } from "../Config.js"
 export interface HeartbeatShape {
   /** Pings `ws` with the others until the current scope closes; a peer that misses a round is terminated. */
   readonly watch: (ws: WebSocket) => Effect.Effect<void, never, Scope.Scope>
+  /** Whether the heartbeat terminated `ws` (it missed a round), for the log line that says who closed it. */
+  readonly timedOut: (ws: WebSocket) => boolean
 }
 
 export class Heartbeat extends Context.Tag("docsync/Heartbeat")<Heartbeat, HeartbeatShape>() {}
@@ -22,12 +24,14 @@ interface Liveness {
 export const make: Effect.Effect<HeartbeatShape, never, Scope.Scope | ServerConfig> = Effect.gen(function* () {
   const config = yield* ServerConfig
   const sockets = new Map<WebSocket, Liveness>()
+  const terminated = new WeakSet<WebSocket>()
   const round = Effect.sync(() => {
     for (const [ws, liveness] of sockets) {
       // Reading is paused (its document's mailbox is full): its pongs cannot be read, it is not dead.
       if (ws.isPaused) continue
       if (!liveness.alive) {
         sockets.delete(ws)
+        terminated.add(ws)
         ws.terminate()
         continue
       }
@@ -54,7 +58,8 @@ export const make: Effect.Effect<HeartbeatShape, never, Scope.Scope | ServerConf
           liveness.alive = true
         })
         return Scope.addFinalizer(scope, Effect.sync(() => sockets.delete(ws)))
-      })
+      }),
+    timedOut: (ws) => terminated.has(ws)
   }
 })
 

@@ -111,6 +111,7 @@ const handle = (request: HttpServerRequest.HttpServerRequest, connections: Conne
       if (early.length === PAUSE_AT) raw?.pause()
     }
     let raw: WebSocket | undefined
+    let wsError: Error | undefined
 
     // Ends the connection, once: a frame that arrives from now on could be stored but never acked, so it is not
     // served (the client resends it after reconnecting); frames waiting in the overflow list go into the mailbox
@@ -141,6 +142,10 @@ const handle = (request: HttpServerRequest.HttpServerRequest, connections: Conne
       // per frame. runRaw's is the only message listener (it served any frame before this).
       ws.removeAllListeners("message")
       ws.on("message", (data: Buffer, isBinary: boolean) => onFrame(isBinary ? data : data.toString()))
+      // ws closes the socket itself on a protocol error (a frame over MAX_MESSAGE_BYTES: 1009): the server's close.
+      ws.once("error", (error) => {
+        wsError = error
+      })
       yield* Deferred.succeed(opened, undefined)
       const open = makeConnection(ws, query.actorId, config)
       connection = open
@@ -221,6 +226,10 @@ const handle = (request: HttpServerRequest.HttpServerRequest, connections: Conne
               Effect.annotateLogs(
                 serverCode !== undefined
                   ? { closedBy: "server", closeCode: serverCode }
+                  : wsError !== undefined
+                  ? { closedBy: "server", closeCode: statusCodeOf(wsError) ?? "protocol error", reason: wsError.message }
+                  : raw !== undefined && heartbeat.timedOut(raw)
+                  ? { closedBy: "server", closeCode: "no pong (heartbeat)" }
                   : { closedBy: "client", closeCode: clientCloseCode(exit) }
               )
             )
@@ -586,6 +595,14 @@ const serveSafely = (
     connection.send(JSON.stringify(Protocol.errorMessage("internal", "the server could not process this message")))
     return undefined
   }
+}
+
+/** The close code ws closed with after a protocol error (it keeps it on the error under a symbol "status-code"). */
+const statusCodeOf = (error: Error): number | undefined => {
+  const slots = error as unknown as Record<symbol, unknown>
+  const key = Object.getOwnPropertySymbols(slots).find((symbol) => symbol.description === "status-code")
+  const code = key === undefined ? undefined : slots[key]
+  return typeof code === "number" ? code : undefined
 }
 
 /** The close code of a socket the client closed: the reader ends with it unless it was 1000 or 1006. */

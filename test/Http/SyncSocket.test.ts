@@ -200,14 +200,21 @@ describe("WebSocket sync", () => {
       assert.strictEqual((yield* storedLog(url, id)).length, 0)
     }))
 
-  it.scoped("a frame over MAX_MESSAGE_BYTES closes the connection with 1009", () =>
+  it.scoped("a frame over MAX_MESSAGE_BYTES closes the connection with 1009, logged as the server's close", () =>
     Effect.gen(function* () {
-      const url = yield* startServer({ config: { maxMessageBytes: 2048 } })
+      const lines: Array<string> = []
+      const url = yield* startServer({ config: { maxMessageBytes: 2048 }, logLevel: LogLevel.Info }).pipe(
+        Effect.provide(capture(lines))
+      )
       const id = yield* createDocument(url)
       const c = yield* connect(url, id)
       yield* c.take("state")
       yield* c.sendRaw(JSON.stringify(update("big", 0, "x".repeat(4096))))
       assert.strictEqual((yield* c.closed).code, 1009)
+      yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 20)))
+      const left = lines.find((line) => line.startsWith("client left")) ?? ""
+      assert.include(left, "closedBy=server", lines.join("\n"))
+      assert.include(left, "closeCode=1009")
     }))
 
   it.scoped("unknown documents close with 4404, deleted ones with 4410, and DELETE closes live sockets with 4410", () =>
