@@ -37,7 +37,7 @@ export const path = "/ws/documents/:id"
  * Each connection is one fiber, forked into this Layer's FiberSet: the one running the platform's `runRaw`, which
  * holds the socket open. Everything else is callbacks and a Scope. The request's own fiber ends once the socket is
  * upgraded, rather than staying parked for the socket's whole life with its stack through the router, the
- * middleware and the tracer span (that and a second fiber per connection cost about 35 KB of heap each).
+ * middleware and the tracer span (that and a second fiber per connection cost about 30 KB of heap together).
  *
  * This Layer is released after the server has stopped accepting and before it cuts the sockets still open. Its
  * finalizer ends every connection as the protocol asks (what it submitted is answered, then close 1001) before the
@@ -575,9 +575,7 @@ const closeReason = (message: string): string => {
  * under a symbol described "websocket".
  */
 const rawWebSocket = (netSocket: object, maxMessageBytes: number): WebSocket => {
-  const slots = netSocket as Record<symbol, unknown>
-  const key = Object.getOwnPropertySymbols(slots).find((symbol) => symbol.description === "websocket")
-  const ws = key === undefined ? undefined : (slots[key] as (WebSocket & { _receiver?: { _maxPayload?: number } }) | undefined)
+  const ws = symbolSlot(netSocket, "websocket") as (WebSocket & { _receiver?: { _maxPayload?: number } }) | undefined
   if (ws === undefined) throw new Error("upgraded request has no ws WebSocket")
   if (ws._receiver !== undefined) ws._receiver._maxPayload = maxMessageBytes
   return ws
@@ -599,10 +597,15 @@ const serveSafely = (
 
 /** The close code ws closed with after a protocol error (it keeps it on the error under a symbol "status-code"). */
 const statusCodeOf = (error: Error): number | undefined => {
-  const slots = error as unknown as Record<symbol, unknown>
-  const key = Object.getOwnPropertySymbols(slots).find((symbol) => symbol.description === "status-code")
-  const code = key === undefined ? undefined : slots[key]
+  const code = symbolSlot(error, "status-code")
   return typeof code === "number" ? code : undefined
+}
+
+/** What `ws` keeps on one of its objects under a private symbol, found by the symbol's description. */
+const symbolSlot = (target: object, description: string): unknown => {
+  const slots = target as Record<symbol, unknown>
+  const key = Object.getOwnPropertySymbols(slots).find((symbol) => symbol.description === description)
+  return key === undefined ? undefined : slots[key]
 }
 
 /** The close code of a socket the client closed: the reader ends with it unless it was 1000 or 1006. */
