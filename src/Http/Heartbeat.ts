@@ -50,15 +50,16 @@ export const make: Effect.Effect<HeartbeatShape, never, Scope.Scope | ServerConf
   )
   return {
     // On the scope itself: `acquireRelease` would keep a copy of the fiber's FiberRefs per connection.
+    // Uninterruptible like an acquire: a socket watched is always unwatched.
     watch: (ws) =>
-      Effect.flatMap(Effect.scope, (scope) => {
+      Effect.uninterruptible(Effect.flatMap(Effect.scope, (scope) => {
         const liveness: Liveness = { alive: true }
         sockets.set(ws, liveness)
         ws.on("pong", () => {
           liveness.alive = true
         })
         return Scope.addFinalizer(scope, Effect.sync(() => sockets.delete(ws)))
-      }),
+      })),
     timedOut: (ws) => terminated.has(ws)
   }
 })

@@ -72,15 +72,16 @@ export const makeConnectionLimits = (caps: {
   return {
     // Registered on the scope itself rather than with `acquireRelease`, which keeps a copy of the fiber's
     // FiberRefs per call (about 1 KB per connection) to restore for a release that does not need them.
+    // Uninterruptible like an acquire: a count taken is always released.
     acquire: (documentId) =>
-      Effect.flatMap(Effect.scope, (scope) => {
+      Effect.uninterruptible(Effect.flatMap(Effect.scope, (scope) => {
         if (total >= caps.maxConnections) return Effect.succeed(Option.some<Refusal>("server"))
         const onDocument = perDocument.get(documentId) ?? 0
         if (onDocument >= caps.maxConnectionsPerDocument) return Effect.succeed(Option.some<Refusal>("document"))
         total++
         perDocument.set(documentId, onDocument + 1)
         return Effect.as(Scope.addFinalizer(scope, release(documentId)), Option.none())
-      }),
+      })),
     count: (documentId) => Effect.sync(() => (documentId === undefined ? total : perDocument.get(documentId) ?? 0))
   }
 }
