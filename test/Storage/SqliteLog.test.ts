@@ -3,6 +3,7 @@
  * batch rolled back alone, and waiting (on a timer, not blocking) for a write lock held by the other connection.
  */
 import { assert, describe, it } from "@effect/vitest"
+import { vi } from "vitest"
 import { Duration, Effect, Exit, Fiber, Layer } from "effect"
 import { createRequire } from "node:module"
 import * as Path from "node:path"
@@ -147,6 +148,30 @@ describe("SqliteLog", () => {
         { opId: "lost", seq: 4, duplicate: false }
       ])
       assert.deepStrictEqual((yield* storage.updatesAfter(id, 0, 10)).map((u) => u.opId), ["before", "held", "after", "lost"])
+    }).pipe(Effect.scoped))
+
+  it.live("an append that times out before it was posted to the worker is dropped, never committed", () =>
+    Effect.gen(function* () {
+      const { ids, log, storage } = yield* setup(1, 5_000, 200)
+      const id = ids[0] as DocumentId
+      // Only the log's timer and the wall clock are faked: its post to the worker waits for the (real) next turn
+      // of the event loop, and the timeout fires before that.
+      vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout", "Date"] })
+      let dropped: Fiber.RuntimeFiber<unknown, unknown>
+      try {
+        dropped = Effect.runFork(log.append(id, [update("never-posted")]))
+        vi.advanceTimersByTime(200)
+      } finally {
+        vi.useRealTimers()
+      }
+      const failed = yield* dropped.await
+      assert.isTrue(Exit.isFailure(failed))
+      assert.include(String(Exit.isFailure(failed) ? failed.cause : ""), "no answer within 200 ms")
+      // Nothing was posted: no transaction ran, nothing was stored, and the next append is the first.
+      yield* Effect.sleep("20 millis")
+      assert.strictEqual(log.transactions(), 0)
+      assert.deepStrictEqual(yield* log.append(id, [update("next")]), [{ opId: "next", seq: 1, duplicate: false }])
+      assert.deepStrictEqual((yield* storage.updatesAfter(id, 0, 10)).map((u) => u.opId), ["next"])
     }).pipe(Effect.scoped))
 
   it.scoped("the registry's timeout wrapper leaves the log's self-bounded methods as they are (no fiber per call)", () =>
