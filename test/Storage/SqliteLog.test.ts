@@ -167,8 +167,9 @@ describe("SqliteLog", () => {
       const failed = yield* dropped.await
       assert.isTrue(Exit.isFailure(failed))
       assert.include(String(Exit.isFailure(failed) ? failed.cause : ""), "no answer within 200 ms")
-      // Nothing was posted: no transaction ran, nothing was stored, and the next append is the first.
-      yield* Effect.sleep("20 millis")
+      // Nothing was posted: once the turn that would have posted it has run, no transaction ran, nothing was
+      // stored, and the next append is the first.
+      yield* Effect.promise(() => new Promise((resolve) => setImmediate(resolve)))
       assert.strictEqual(log.transactions(), 0)
       assert.deepStrictEqual(yield* log.append(id, [update("next")]), [{ opId: "next", seq: 1, duplicate: false }])
       assert.deepStrictEqual((yield* storage.updatesAfter(id, 0, 10)).map((u) => u.opId), ["next"])
