@@ -10,7 +10,7 @@ import { Clock, Effect, Option } from "effect"
 import * as Base64 from "../Domain/Base64.js"
 import * as CloseCodes from "../Domain/CloseCodes.js"
 import type { DocumentId, Snapshot, StoredUpdate } from "../Domain/Document.js"
-import { updateOut } from "../Domain/Document.js"
+import { type UpdateOut, updateOut } from "../Domain/Document.js"
 import type { PresenceEntry, StateMessage } from "../Domain/Protocol.js"
 import { type AppendResult, DocumentStorage, StorageError } from "../Storage/DocumentStorage.js"
 import * as Metrics from "./Metrics.js"
@@ -445,7 +445,9 @@ export const load = (
           continue
         }
         version = result.seq
-        const fragment = JSON.stringify({ seq: result.seq, opId: command.opId, actorId: command.actorId, deltaB64: command.deltaB64 })
+        // `updateOut`'s object, built from the command's base64 (no re-encoding): same fields, same order.
+        const out: UpdateOut = { seq: result.seq, opId: command.opId, actorId: command.actorId, deltaB64: command.deltaB64 }
+        const fragment = JSON.stringify(out)
         tail.append(fragment)
         const frame = remoteUpdateFrame(fragment)
         for (const member of members.values()) {

@@ -80,3 +80,17 @@ export const capture = (lines: Array<string>) =>
       lines.push(extra === "" ? text : `${text} ${extra}`)
     })
   )
+
+/**
+ * The first captured line that starts with `prefix`, once it is logged: the server logs some things (a client
+ * leaving) only after the client saw its side of them. Waits turn by turn, no fixed sleep; the test's timeout
+ * bounds it.
+ */
+export const loggedLine = (lines: ReadonlyArray<string>, prefix: string): Effect.Effect<string> =>
+  Effect.promise(async () => {
+    for (;;) {
+      const line = lines.find((candidate) => candidate.startsWith(prefix))
+      if (line !== undefined) return line
+      await new Promise((resolve) => setImmediate(resolve))
+    }
+  })
