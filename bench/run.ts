@@ -11,6 +11,7 @@
  *   npm run bench -- --soak                         # adds the 60 s memory-flatness fanout run
  *   npm run bench -- --scenarios fanout --repeats 1 --cpu-prof   # profile docsync (node --cpu-prof)
  *   npm run bench -- --fanout.duration 20 --idle.sockets 2000   # per-scenario load flags (see bench/README.md)
+ *   npm run bench -- --scenarios many-docs --targets docsync-memory,docsync-sqlite,baseline   # other servers
  */
 import { execFileSync, fork, spawn, type ChildProcess } from "node:child_process"
 import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
@@ -43,7 +44,7 @@ const benchDir = join(root, "bench")
 // ---------------------------------------------------------------------------------------------------------------
 // configuration
 
-const RUNNER_FLAGS = new Set(["priority", "ref", "noisy", "retries", "quiet", "quiet-wait", "quick", "repeats", "scenarios", "soak", "server", "build", "out", "cpu-prof", "cpu-prof-dir", "pg", "help"])
+const RUNNER_FLAGS = new Set(["priority", "ref", "noisy", "retries", "quiet", "quiet-wait", "quick", "repeats", "scenarios", "soak", "server", "build", "out", "cpu-prof", "cpu-prof-dir", "pg", "help", "targets"])
 const flags = parseFlags(process.argv.slice(2))
 if (bool(flags, "help", false)) {
   console.log(readFileSync(fileURLToPath(import.meta.url), "utf8").split("*/")[0])
@@ -181,6 +182,13 @@ const selected = str(flags, "scenarios", DEFAULT_SCENARIOS.join(",")).split(",")
 if (bool(flags, "soak", false) && !selected.includes("soak")) selected.push("soak")
 for (const name of selected) {
   if (!SCENARIOS.some((s) => s.name === name)) throw new Error(`unknown scenario ${name}; one of ${SCENARIOS.map((s) => s.name).join(", ")}`)
+}
+
+const TARGET_NAMES: ReadonlyArray<TargetName> = ["docsync-sqlite", "docsync-sqlite-normal", "docsync-memory", "docsync-postgres", "baseline"]
+/** `--targets a,b`: the servers every selected scenario runs against, instead of its own list (e.g. many-docs on memory://). */
+const targetsFlag = flags.get("targets")?.split(",").map((t) => t.trim()).filter(Boolean) as Array<TargetName> | undefined
+for (const name of targetsFlag ?? []) {
+  if (!TARGET_NAMES.includes(name)) throw new Error(`unknown target ${name}; one of ${TARGET_NAMES.join(", ")}`)
 }
 
 /** Load flags for a scenario: its defaults, then `--flag v` (all scenarios), then `--<scenario>.flag v`. */
@@ -840,7 +848,7 @@ const main = async () => {
   const defs = SCENARIOS.filter((s) => selected.includes(s.name))
   if (serverMode === "dist" && bool(flags, "build", true)) buildDocsync(flags.get("ref"))
   for (const def of defs) {
-    const targets = [...def.targets]
+    const targets = [...(targetsFlag ?? def.targets)]
     const n = def.once ? 1 : repeats
     for (let repeat = 1; repeat <= n; repeat++) {
       for (const target of targets) {
