@@ -13,6 +13,7 @@ import type { DocumentId, Snapshot, StoredUpdate } from "../Domain/Document.js"
 import { type UpdateOut, updateOut } from "../Domain/Document.js"
 import type { PresenceEntry, StateMessage } from "../Domain/Protocol.js"
 import { type AppendResult, DocumentStorage, StorageError } from "../Storage/DocumentStorage.js"
+import { LogTail } from "./LogTail.js"
 import * as Metrics from "./Metrics.js"
 
 /** What the actor needs of a connection. Both methods return at once and never throw. */
@@ -166,7 +167,6 @@ export interface DocumentActor {
 /** Most opIds remembered in memory; older ones are still found in storage. */
 export const DEDUPE_CACHE_SIZE = 10_000
 
-
 /**
  * Loads a document's actor from storage; none when the document does not exist. Members that were sent less than
  * the stored version (because the previous actor crashed mid-broadcast) are sent what they missed first, so that
@@ -236,7 +236,8 @@ export const load = (
         const resumeFrom = since === undefined || reset ? 0 : since
         const fromSnapshot = Option.filter(snapshot, (s) => s.version > resumeFrom && s.version <= version)
         const base = Option.match(fromSnapshot, { onNone: () => resumeFrom, onSome: (s) => s.version })
-        let updates = tail.after(Math.max(base, tail.start))
+        // Taken before `prepend` below, which builds a new buffer (this view stays valid: nothing is overwritten).
+        let updates: ReadonlyArray<Uint8Array> = [tail.after(Math.max(base, tail.start))]
         if (base < tail.start) {
           // Read from storage once, then kept (within logTailBytes): the next join is served from memory.
           const older = yield* storage.updatesAfter(documentId, base, tail.start - base)
@@ -244,7 +245,7 @@ export const load = (
             return yield* new StorageError({ operation: "join", cause: `the log of ${documentId} has a gap after ${base}` })
           }
           const encoded = older.map((update) => JSON.stringify(updateOut(update)))
-          updates = encoded.concat(updates)
+          updates = [Buffer.from(encoded.join(",")), ...updates]
           tail.prepend(base, encoded)
         }
         const presence: Array<PresenceEntry> = []
@@ -576,74 +577,24 @@ const outcomeTags: Record<UpdateOutcome["_tag"], Metrics.Tags> = {
 const presenceLeave = (connection: Connection, reason: "idle" | "disconnect"): string =>
   JSON.stringify({ type: "presence_leave", clientId: connection.clientId, actorId: connection.actorId, reason })
 
-/** `state` with its updates spliced in as already-encoded JSON (the same text `JSON.stringify` would give). */
-const stateFrame = (state: Omit<StateMessage, "updates">, updates: ReadonlyArray<string>): string => {
+/**
+ * `state` as UTF-8 bytes, with its updates spliced in as already-encoded JSON (the same text `JSON.stringify` would
+ * give): `runs` are runs of comma-separated `Update` JSON, in seq order. One copy of the log's bytes, no re-encoding.
+ */
+const stateFrame = (state: Omit<StateMessage, "updates">, runs: ReadonlyArray<Uint8Array>): Buffer => {
   const { presence, reset, ...head } = state
   const tail = JSON.stringify({ presence, ...(reset === true ? { reset } : {}) })
-  return `${JSON.stringify(head).slice(0, -1)},"updates":[${updates.join(",")}],${tail.slice(1)}`
+  const parts: Array<Uint8Array> = [Buffer.from(`${JSON.stringify(head).slice(0, -1)},"updates":[`)]
+  for (const run of runs) {
+    if (run.length === 0) continue
+    if (parts.length > 1) parts.push(COMMA)
+    parts.push(run)
+  }
+  parts.push(Buffer.from(`],${tail.slice(1)}`))
+  return Buffer.concat(parts)
 }
 
-/**
- * The end of a document's log in memory, as the `Update` JSON of `state`: the updates after `start` up to the
- * latest. Bounded by `maxBytes` (UTF-16 units, close to bytes for this ASCII JSON): past it the oldest are dropped
- * (`start` moves up).
- */
-class LogTail {
-  private fragments: Array<string> = []
-  private head = 0
-  private bytes = 0
-  constructor(public start: number, private readonly maxBytes: number) {}
-
-  /** The updates after `seq` (>= start). */
-  after(seq: number): ReadonlyArray<string> {
-    return this.fragments.slice(this.head + seq - this.start)
-  }
-
-  /** The next update. */
-  append(fragment: string): void {
-    this.fragments.push(fragment)
-    this.bytes += fragment.length
-    this.trim()
-  }
-
-  /** Updates `from + 1 .. start`, read from storage. */
-  prepend(from: number, fragments: ReadonlyArray<string>): void {
-    this.fragments = [...fragments, ...this.fragments.slice(this.head)]
-    this.head = 0
-    this.start = from
-    for (const fragment of fragments) this.bytes += fragment.length
-    this.trim()
-  }
-
-  /** Forgets the updates up to `seq` (a snapshot covers them). */
-  dropThrough(seq: number): void {
-    while (this.start < seq && this.head < this.fragments.length) this.dropOldest()
-    if (this.start < seq) this.reset(seq)
-  }
-
-  /** Empties the tail at `seq`. */
-  reset(seq: number): void {
-    this.fragments = []
-    this.head = 0
-    this.bytes = 0
-    this.start = seq
-  }
-
-  private trim(): void {
-    while (this.bytes > this.maxBytes && this.head < this.fragments.length) this.dropOldest()
-  }
-
-  private dropOldest(): void {
-    this.bytes -= (this.fragments[this.head] as string).length
-    this.head++
-    this.start++
-    // Compact now and then rather than shifting the array on every drop.
-    if (this.head > 1024 && this.head * 2 > this.fragments.length) {
-      this.fragments = this.fragments.slice(this.head)
-      this.head = 0
-    }
-  }
-}
+const COMMA = Buffer.from(",")
 
 /**
  * `remote_update` from an update's `Update` JSON (as in `state`, the same key order), as bytes: encoded once, the
