@@ -103,6 +103,32 @@ describe("WebSocket sync", () => {
       assert.deepStrictEqual(a.of("remote_update"), [])
     }))
 
+  it.scoped("state carries the whole log as one message: older updates read from storage, then the in-memory tail", () =>
+    Effect.gen(function* () {
+      // A tail of ~2 updates: a join reads the rest from storage and splices both runs into one state frame.
+      const url = yield* startServer({ config: { logTailBytes: 300 } })
+      const id = yield* createDocument(url)
+      const actorId = "zoë-🙂"
+      const writer = yield* connect(url, id, { actorId })
+      yield* writer.take("state")
+      for (let i = 1; i <= 10; i++) {
+        yield* writer.send({ ...update(`op-${i}`, i - 1, `délta ${i}`), actorId })
+        yield* writer.take("ack")
+      }
+      const stored = yield* storedLog(url, id)
+      assert.strictEqual(stored.length, 10)
+      const expected = stored.map(({ seq, opId, deltaB64 }) => ({ seq, opId, actorId, deltaB64 }))
+      const reader = yield* connect(url, id)
+      const state = yield* reader.take("state")
+      assert.deepStrictEqual(state.updates, expected)
+      assert.strictEqual(state.version, 10)
+      // Resuming: only what follows `since`, from the tail and storage alike.
+      const resumed = yield* connect(url, id, { since: 4 })
+      assert.deepStrictEqual((yield* resumed.take("state")).updates, expected.slice(4))
+      yield* reader.barrier
+      assert.strictEqual(reader.of("state").length, 1)
+    }))
+
   it.scoped("a repeated opId, from any connection, gets the original seq with duplicate:true and is not broadcast", () =>
     Effect.gen(function* () {
       const url = yield* startServer()
