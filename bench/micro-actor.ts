@@ -10,7 +10,7 @@
  */
 import { Deferred, Effect, Layer, Logger, LogLevel } from "effect"
 import * as Config from "../src/Config.js"
-import type { Connection, UpdateOutcome } from "../src/Document/DocumentActor.js"
+import { type Connection, type Frame, frameLength, type UpdateOutcome } from "../src/Document/DocumentActor.js"
 import * as DocumentRegistry from "../src/Document/DocumentRegistry.js"
 import { DocumentStorage } from "../src/Storage/DocumentStorage.js"
 import { num, parseFlags, str } from "./lib.js"
@@ -29,8 +29,8 @@ const counting = (name: string): Connection & { bytes: number } => {
     clientId: name,
     actorId: name,
     bytes: 0,
-    send: (frame: string | Uint8Array) => {
-      connection.bytes += frame.length
+    send: (frame: Frame) => {
+      connection.bytes += frameLength(frame)
     },
     close: () => {}
   }

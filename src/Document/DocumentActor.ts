@@ -21,12 +21,24 @@ export interface Connection {
   readonly clientId: string
   readonly actorId: string
   /**
-   * Queues an encoded text frame for the client: a string, or its UTF-8 bytes (a frame for many connections is
-   * encoded once, not once per connection).
+   * Queues an encoded text message for the client: a string, its UTF-8 bytes (a frame for many connections is
+   * encoded once, not once per connection), or those bytes in parts, sent as one message without being copied
+   * together first (`state`, whose log runs are views of the log tail).
    */
-  readonly send: (frame: string | Uint8Array) => void
+  readonly send: (frame: Frame) => void
   /** Closes the connection with a WebSocket close code. */
   readonly close: (code: number, reason: string) => void
+}
+
+/** One text message for a connection: see `Connection.send`. */
+export type Frame = string | Uint8Array | ReadonlyArray<Uint8Array>
+
+/** A frame's length: in bytes, or in UTF-16 units for a string (close to bytes for this mostly ASCII JSON). */
+export const frameLength = (frame: Frame): number => {
+  if (typeof frame === "string" || frame instanceof Uint8Array) return frame.length
+  let length = 0
+  for (const part of frame) length += part.length
+  return length
 }
 
 /** A connection that joined, with what it has been sent so far. Outlives an actor rebuilt after a crash. */
@@ -578,10 +590,11 @@ const presenceLeave = (connection: Connection, reason: "idle" | "disconnect"): s
   JSON.stringify({ type: "presence_leave", clientId: connection.clientId, actorId: connection.actorId, reason })
 
 /**
- * `state` as UTF-8 bytes, with its updates spliced in as already-encoded JSON (the same text `JSON.stringify` would
- * give): `runs` are runs of comma-separated `Update` JSON, in seq order. One copy of the log's bytes, no re-encoding.
+ * `state` as UTF-8 bytes in parts, with its updates spliced in as already-encoded JSON (the same text
+ * `JSON.stringify` would give): `runs` are runs of comma-separated `Update` JSON, in seq order, passed on as they
+ * are (views of the log tail): nothing of the log is copied or encoded again.
  */
-const stateFrame = (state: Omit<StateMessage, "updates">, runs: ReadonlyArray<Uint8Array>): Buffer => {
+const stateFrame = (state: Omit<StateMessage, "updates">, runs: ReadonlyArray<Uint8Array>): ReadonlyArray<Uint8Array> => {
   const { presence, reset, ...head } = state
   const tail = JSON.stringify({ presence, ...(reset === true ? { reset } : {}) })
   const parts: Array<Uint8Array> = [Buffer.from(`${JSON.stringify(head).slice(0, -1)},"updates":[`)]
@@ -591,7 +604,7 @@ const stateFrame = (state: Omit<StateMessage, "updates">, runs: ReadonlyArray<Ui
     parts.push(run)
   }
   parts.push(Buffer.from(`],${tail.slice(1)}`))
-  return Buffer.concat(parts)
+  return parts
 }
 
 const COMMA = Buffer.from(",")

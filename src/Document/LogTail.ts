@@ -5,7 +5,7 @@
 
 /**
  * The end of a document's log in memory, as the `Update` JSON of `state`: the updates after `start` up to the
- * latest, kept as UTF-8 bytes separated by commas in one buffer, so that a join copies them once. Bounded by
+ * latest, kept as UTF-8 bytes separated by commas in one buffer, which a join sends as it is. Bounded by
  * `maxBytes`: past it the oldest are dropped (`start` moves up).
  *
  * Offsets are virtual (they never move); `origin` is the virtual offset of `buffer[0]`. Bytes once written are

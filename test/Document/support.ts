@@ -24,7 +24,11 @@ export const recordingConnection = (actorId = `actor-${++counter}`): RecordingCo
     clientId: `client-${++counter}`,
     actorId,
     send: (frame) => {
-      if (closed.length === 0) frames.push(JSON.parse(Buffer.from(frame).toString()) as Record<string, unknown>)
+      if (closed.length !== 0) return
+      const text = typeof frame === "string" || frame instanceof Uint8Array
+        ? Buffer.from(frame).toString()
+        : Buffer.concat(frame).toString()
+      frames.push(JSON.parse(text) as Record<string, unknown>)
     },
     close: (code) => {
       closed.push(code)

@@ -5,9 +5,10 @@ import { assert, describe, it } from "@effect/vitest"
 import { Effect, Exit, LogLevel, Scope, Tracer } from "effect"
 import * as net from "node:net"
 import WebSocket from "ws"
+import * as wsModule from "ws"
 import type { ServerConfigShape } from "../../src/Config.js"
 import { connect, type Frame } from "../support/WsClient.js"
-import { handshakeProblem } from "../../src/Http/SyncSocket.js"
+import { handshakeProblem, textFrameHeader } from "../../src/Http/SyncSocket.js"
 import { capture, loggedLine, request, startServer } from "../support/TestServer.js"
 
 /** Sends one raw HTTP request (headers as given) and returns the whole reply as text, once the server closes. */
@@ -364,6 +365,18 @@ describe("WebSocket sync", () => {
       )
       assert.strictEqual((yield* c.closed).code, 1001)
     }))
+
+  it("textFrameHeader is the header ws writes for a server's text frame, at every length encoding", () => {
+    const wsHeader = (length: number) =>
+      Buffer.from((wsModule as unknown as {
+        Sender: { frame(data: Buffer, options: Record<string, unknown>): ReadonlyArray<Buffer> }
+      }).Sender.frame(Buffer.alloc(length), { fin: true, rsv1: false, opcode: 1, mask: false, readOnly: true })[0] as Buffer)
+    for (const length of [0, 1, 125, 126, 127, 65_535, 65_536, 2_000_000]) {
+      assert.deepStrictEqual(textFrameHeader(length), wsHeader(length), `length ${length}`)
+    }
+    // Past 32 bits (not allocated here): 127, then the length in 64 bits, big-endian.
+    assert.deepStrictEqual(textFrameHeader(2 ** 32 + 5), Buffer.from([0x81, 127, 0, 0, 0, 1, 0, 0, 0, 5]))
+  })
 
   it("handshakeProblem accepts what ws accepts", () => {
     const good = { upgrade: "WebSocket", "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==", "sec-websocket-version": "13" }
