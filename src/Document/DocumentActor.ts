@@ -248,8 +248,8 @@ export const load = (
         const resumeFrom = since === undefined || reset ? 0 : since
         const fromSnapshot = Option.filter(snapshot, (s) => s.version > resumeFrom && s.version <= version)
         const base = Option.match(fromSnapshot, { onNone: () => resumeFrom, onSome: (s) => s.version })
-        // Taken before `prepend` below, which builds a new buffer (this view stays valid: nothing is overwritten).
-        let updates: ReadonlyArray<Uint8Array> = [tail.after(Math.max(base, tail.start))]
+        // Taken before `prepend` below (these views stay valid: the tail never writes over its bytes).
+        let updates: ReadonlyArray<ReadonlyArray<Uint8Array>> = [tail.after(Math.max(base, tail.start))]
         if (base < tail.start) {
           // Read from storage once, then kept (within logTailBytes): the next join is served from memory.
           const older = yield* storage.updatesAfter(documentId, base, tail.start - base)
@@ -257,7 +257,7 @@ export const load = (
             return yield* new StorageError({ operation: "join", cause: `the log of ${documentId} has a gap after ${base}` })
           }
           const encoded = older.map((update) => JSON.stringify(updateOut(update)))
-          updates = [Buffer.from(encoded.join(",")), ...updates]
+          updates = [[Buffer.from(encoded.join(","))], ...updates]
           tail.prepend(base, encoded)
         }
         const presence: Array<PresenceEntry> = []
@@ -591,17 +591,20 @@ const presenceLeave = (connection: Connection, reason: "idle" | "disconnect"): s
 
 /**
  * `state` as UTF-8 bytes in parts, with its updates spliced in as already-encoded JSON (the same text
- * `JSON.stringify` would give): `runs` are runs of comma-separated `Update` JSON, in seq order, passed on as they
- * are (views of the log tail): nothing of the log is copied or encoded again.
+ * `JSON.stringify` would give): `runs` are runs of comma-separated `Update` JSON in seq order, each in parts
+ * (views of the log tail's chunks), passed on as they are: nothing of the log is copied or encoded again.
  */
-const stateFrame = (state: Omit<StateMessage, "updates">, runs: ReadonlyArray<Uint8Array>): ReadonlyArray<Uint8Array> => {
+const stateFrame = (
+  state: Omit<StateMessage, "updates">,
+  runs: ReadonlyArray<ReadonlyArray<Uint8Array>>
+): ReadonlyArray<Uint8Array> => {
   const { presence, reset, ...head } = state
   const tail = JSON.stringify({ presence, ...(reset === true ? { reset } : {}) })
   const parts: Array<Uint8Array> = [Buffer.from(`${JSON.stringify(head).slice(0, -1)},"updates":[`)]
   for (const run of runs) {
     if (run.length === 0) continue
     if (parts.length > 1) parts.push(COMMA)
-    parts.push(run)
+    parts.push(...run)
   }
   parts.push(Buffer.from(`],${tail.slice(1)}`))
   return parts
