@@ -13,7 +13,7 @@ import type { DocumentId, Snapshot, StoredUpdate } from "../Domain/Document.js"
 import { type UpdateOut, updateOut } from "../Domain/Document.js"
 import type { PresenceEntry, StateMessage } from "../Domain/Protocol.js"
 import { type AppendResult, DocumentStorage, StorageError } from "../Storage/DocumentStorage.js"
-import { LogTail } from "./LogTail.js"
+import { COMMA, LogTail } from "./LogTail.js"
 import * as Metrics from "./Metrics.js"
 
 /** What the actor needs of a connection. Both methods return at once and never throw. */
@@ -609,8 +609,6 @@ const stateFrame = (
   parts.push(Buffer.from(`],${tail.slice(1)}`))
   return parts
 }
-
-const COMMA = Buffer.from(",")
 
 /**
  * `remote_update` from an update's `Update` JSON (as in `state`, the same key order), as bytes: encoded once, the

@@ -157,4 +157,5 @@ export class LogTail {
   }
 }
 
-const COMMA = Buffer.from(",")
+/** The separator between two updates' JSON, as bytes. */
+export const COMMA: Buffer = Buffer.from(",")

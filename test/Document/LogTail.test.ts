@@ -95,7 +95,7 @@ describe("LogTail", () => {
     assert.strictEqual(Buffer.concat(tail.after(1)).toString(), b)
   })
 
-  it("a join's view survives the buffer growing under it", () => {
+  it("a join's views keep their bytes while the tail grows into new chunks", () => {
     const tail = new LogTail(0, 1 << 20)
     tail.append(fragment(1, "first"))
     const view = tail.after(0)
