@@ -1,14 +1,15 @@
 /**
  * DocumentRegistry: at most one DocumentActor per document, loaded lazily and unloaded after DOCUMENT_IDLE_MS with
- * no connection and no message. Each loaded document is a mailbox (a bounded Queue) drained by one fiber, which
+ * no connection and no message. Each loaded document is a mailbox (bounded, see `Mailbox`) drained by one fiber, which
  * runs the actor and supervises it: a defect fails only the commands in flight, and the next command runs on an
  * actor rebuilt from storage.
  */
-import { Cause, Chunk, Context, Deferred, Duration, Effect, Exit, Layer, Option, Queue, RcMap, Scope } from "effect"
+import { Cause, Context, Deferred, Duration, Effect, Exit, Layer, Option, RcMap, Scope } from "effect"
 import { ServerConfig } from "../Config.js"
 import type { DocumentId } from "../Domain/Document.js"
 import { DocumentStorage, withTimeout } from "../Storage/DocumentStorage.js"
 import * as DocumentActor from "./DocumentActor.js"
+import * as Mailbox from "./Mailbox.js"
 import * as Metrics from "./Metrics.js"
 
 /** A connection's handle on a document it joined. */
@@ -59,7 +60,7 @@ export interface DocumentRegistryShape {
 export class DocumentRegistry extends Context.Tag("docsync/DocumentRegistry")<DocumentRegistry, DocumentRegistryShape>() {}
 
 interface Slot {
-  readonly mailbox: Queue.Queue<DocumentActor.Command>
+  readonly mailbox: Mailbox.Mailbox<DocumentActor.Command>
   /** Tells the slot's idle watch that a connection joined (it waits while there is nobody to watch). */
   readonly joined: () => void
 }
@@ -89,7 +90,7 @@ export const make: Effect.Effect<DocumentRegistryShape, never, Scope.Scope | Ser
         Effect.gen(function* () {
           const slot = yield* RcMap.get(slots, documentId)
           const done = yield* Deferred.make<A>()
-          yield* Queue.offer(slot.mailbox, command(DocumentActor.once((outcome) => Deferred.unsafeDone(done, Exit.succeed(outcome)))))
+          yield* slot.mailbox.offer(command(DocumentActor.once((outcome) => Deferred.unsafeDone(done, Exit.succeed(outcome)))))
           return yield* Deferred.await(done)
         })
       )
@@ -101,16 +102,16 @@ export const make: Effect.Effect<DocumentRegistryShape, never, Scope.Scope | Ser
           const clock = yield* Effect.clock
           const activity: DocumentActor.Activity = { last: clock.unsafeCurrentTimeMillis() }
           const session: Session = {
-            submit: (command) => Queue.offer(slot.mailbox, command).pipe(Effect.asVoid),
-            offer: (command) => slot.mailbox.unsafeOffer(command),
-            submitAll: (commands) => Queue.offerAll(slot.mailbox, commands).pipe(Effect.asVoid),
+            submit: slot.mailbox.offer,
+            offer: slot.mailbox.unsafeOffer,
+            submitAll: slot.mailbox.offerAll,
             touch: () => {
               activity.last = clock.unsafeCurrentTimeMillis()
             }
           }
           const done = yield* Deferred.make<DocumentActor.JoinOutcome>()
           const reply = DocumentActor.once((outcome: DocumentActor.JoinOutcome) => Deferred.unsafeDone(done, Exit.succeed(outcome)))
-          yield* Queue.offer(slot.mailbox, { _tag: "Join", connection, activity, since, reply })
+          yield* slot.mailbox.offer({ _tag: "Join", connection, activity, since, reply })
           const outcome = yield* Deferred.await(done)
           if (outcome._tag === "Joined") {
             Metrics.add(Metrics.connections, 1)
@@ -120,9 +121,9 @@ export const make: Effect.Effect<DocumentRegistryShape, never, Scope.Scope | Ser
               Effect.gen(function* () {
                 Metrics.add(Metrics.connections, -1)
                 // Shut down means the registry is gone and the document with it: nothing to leave.
-                if (yield* Queue.isShutdown(slot.mailbox)) return
+                if (slot.mailbox.isShutdown()) return
                 const left = yield* Deferred.make<void>()
-                yield* Queue.offer(slot.mailbox, {
+                yield* slot.mailbox.offer({
                   _tag: "Leave",
                   connection,
                   reply: DocumentActor.once<void>(() => Deferred.unsafeDone(left, Exit.void))
@@ -161,52 +162,59 @@ const makeSlot = (
   idleMillis: number
 ): Effect.Effect<Slot, never, Scope.Scope | DocumentStorage> =>
   Effect.gen(function* () {
-    const mailbox = yield* Queue.bounded<DocumentActor.Command>(capacity)
+    const mailbox = Mailbox.make<DocumentActor.Command>(capacity, maxBatchSize)
     const members: DocumentActor.Members = new Map()
     let actor: Option.Option<DocumentActor.DocumentActor> = Option.none()
 
-    const run = (commands: ReadonlyArray<DocumentActor.Command>) =>
+    // Supervision: answer what was in flight, drop the actor's state and rebuild it from storage next time.
+    const crashed = (cause: Cause.Cause<never>, commands: ReadonlyArray<DocumentActor.Command>) =>
+      Effect.suspend(() => {
+        for (const command of commands) DocumentActor.fail(command, "internal error; retry with the same opId")
+        actor = Option.none()
+        return Effect.logError("document actor crashed; it will be rebuilt from storage", Cause.pretty(cause))
+      })
+
+    const load = (commands: ReadonlyArray<DocumentActor.Command>) =>
       Effect.gen(function* () {
-        if (Option.isNone(actor)) {
-          const loaded = yield* DocumentActor.load(documentId, members, settings).pipe(Effect.exit)
-          if (Exit.isFailure(loaded)) {
-            yield* Effect.logError("document failed to load", loaded.cause)
-            for (const command of commands) DocumentActor.fail(command, "the document could not be loaded; retry")
-            return
-          }
-          if (Option.isNone(loaded.value)) {
-            for (const command of commands) DocumentActor.notFound(command)
-            return
-          }
-          actor = loaded.value
+        const loaded = yield* DocumentActor.load(documentId, members, settings).pipe(Effect.exit)
+        if (Exit.isFailure(loaded)) {
+          yield* Effect.logError("document failed to load", loaded.cause)
+          for (const command of commands) DocumentActor.fail(command, "the document could not be loaded; retry")
+          return
         }
-        const handled = yield* actor.value.handle(commands).pipe(Effect.exit)
-        if (Exit.isFailure(handled)) {
-          // Supervision: answer what was in flight, drop the actor's state and rebuild it from storage next time.
-          yield* Effect.logError("document actor crashed; it will be rebuilt from storage", Cause.pretty(handled.cause))
-          for (const command of commands) DocumentActor.fail(command, "internal error; retry with the same opId")
-          actor = Option.none()
+        if (Option.isNone(loaded.value)) {
+          for (const command of commands) DocumentActor.notFound(command)
+          return
         }
-      }).pipe(Effect.uninterruptible)
+        actor = loaded.value
+        yield* run(commands)
+      })
+
+    /** Runs one batch on the actor (loading it first if needed). Plain code around the actor's Effect: it runs for every batch. */
+    const run = (commands: ReadonlyArray<DocumentActor.Command>): Effect.Effect<void, never, DocumentStorage> =>
+      Option.isNone(actor)
+        ? load(commands)
+        : Effect.flatMap(Effect.exit(actor.value.handle(commands)), (handled) =>
+          Exit.isFailure(handled) ? crashed(handled.cause, commands) : Effect.void)
 
     Metrics.add(Metrics.documentsLoaded, 1)
     yield* Effect.addFinalizer(() =>
       Effect.gen(function* () {
         Metrics.add(Metrics.documentsLoaded, -1)
-        const rest = yield* Queue.takeAll(mailbox)
-        if (Chunk.isNonEmpty(rest)) yield* run(Chunk.toReadonlyArray(rest)).pipe(Effect.annotateLogs("documentId", documentId))
-        yield* Queue.shutdown(mailbox)
+        const rest = mailbox.takeAll()
+        if (rest.length > 0) yield* run(rest).pipe(Effect.uninterruptible, Effect.annotateLogs("documentId", documentId))
+        mailbox.shutdown()
         yield* Effect.logDebug("document unloaded").pipe(Effect.annotateLogs("documentId", documentId))
       })
     )
-    // A batch is everything waiting when the fiber takes: while it stores one batch, the next one grows.
-    yield* Queue.takeBetween(mailbox, 1, maxBatchSize).pipe(
-      Effect.map(Chunk.toReadonlyArray),
-      Effect.flatMap(run),
-      Effect.forever,
-      Effect.annotateLogs("documentId", documentId),
-      Effect.forkScoped
-    )
+    // A batch is everything waiting when the fiber takes: while it stores one batch, the next one grows. Only the
+    // wait is interruptible: closing the slot's scope stops the fiber after the batch in hand. (Not
+    // `Effect.forever`, which yields to the scheduler after every batch.)
+    const drain: Effect.Effect<never, never, DocumentStorage> = Effect.uninterruptibleMask((restore) => {
+      const loop: Effect.Effect<never, never, DocumentStorage> = Effect.flatMap(Effect.flatMap(restore(mailbox.take), run), () => loop)
+      return loop
+    })
+    yield* drain.pipe(Effect.annotateLogs("documentId", documentId), Effect.forkScoped)
     const idle = yield* watchIdle(members, mailbox, idleMillis)
     return { mailbox, joined: idle.joined }
   })
@@ -220,7 +228,7 @@ const makeSlot = (
  */
 const watchIdle = (
   members: DocumentActor.Members,
-  mailbox: Queue.Enqueue<DocumentActor.Command>,
+  mailbox: Mailbox.Mailbox<DocumentActor.Command>,
   idleMillis: number
 ): Effect.Effect<{ readonly joined: () => void }, never, Scope.Scope> =>
   Effect.gen(function* () {

@@ -18,8 +18,7 @@ const setup = Effect.gen(function* () {
   return { id, join }
 })
 
-/** Lets queued commands run (mailbox fibers) without moving the clock. */
-/** Lets the mailbox serve what was submitted: it takes a batch after a turn of the event loop (setImmediate). */
+/** Lets the mailboxes serve what was submitted (and the idle timers' checks), without moving the clock. */
 const settle = Effect.repeatN(
   Effect.zipRight(Effect.promise(() => new Promise<void>((resolve) => setImmediate(resolve))), Effect.yieldNow()),
   5

@@ -1,0 +1,148 @@
+/**
+ * Mailbox: a document's bounded queue of commands, taken in batches by the one fiber that runs its actor.
+ *
+ * Effect's `Queue` would do, at a price paid on every update: each `takeBetween` on an empty queue builds a
+ * deferred, a taker entry and a chain of effects, and allocates again to append the item to a `Chunk` (about a
+ * tenth of all the memory the server allocated per update under the many-docs load). Here a fiber waiting for work
+ * is one `Effect.async` whose callback is kept in a field, and a batch is the array the commands were pushed into.
+ *
+ * Semantics are those of a bounded `Queue` with back-pressure: `offer` waits while the mailbox is full, senders
+ * that wait are served in order (and nothing overtakes them: `unsafeOffer` refuses while any waits), and after
+ * `shutdown` offers and takes are interrupted and `unsafeOffer` refuses.
+ */
+import { Effect } from "effect"
+
+export interface Mailbox<A> {
+  /** Puts an item in if there is room (and no sender waiting), without an Effect; false when it did not. */
+  readonly unsafeOffer: (item: A) => boolean
+  /** Puts an item in, waiting while the mailbox is full. Interrupted once the mailbox is shut down. */
+  readonly offer: (item: A) => Effect.Effect<void>
+  /** Puts items in, in order, waiting while the mailbox is full. Interrupted once the mailbox is shut down. */
+  readonly offerAll: (items: Iterable<A>) => Effect.Effect<void>
+  /**
+   * Takes what is waiting, 1 to `maxBatch` items in arrival order, waiting while there is none. What a waiting
+   * taker gets is what has arrived by the time its fiber runs again, not only the item that woke it.
+   */
+  readonly take: Effect.Effect<ReadonlyArray<A>>
+  /** Takes everything waiting now (also from waiting senders), without waiting. */
+  readonly takeAll: () => ReadonlyArray<A>
+  /** Refuses everything from now on: waiting senders and a waiting taker are interrupted. */
+  readonly shutdown: () => void
+  readonly isShutdown: () => boolean
+}
+
+/** A sender waiting for room: its items from `next` on are still to go in. */
+interface Sender<A> {
+  readonly items: ReadonlyArray<A>
+  next: number
+  readonly resume: (effect: Effect.Effect<void>) => void
+}
+
+export const make = <A>(capacity: number, maxBatch: number): Mailbox<A> => {
+  let items: Array<A> = []
+  let closed = false
+  const senders: Array<Sender<A>> = []
+  let taker: ((effect: Effect.Effect<ReadonlyArray<A>>) => void) | undefined
+
+  /** Moves waiting senders' items in while there is room, and lets the senders that are done go on. */
+  const admit = (): void => {
+    while (senders.length > 0 && items.length < capacity) {
+      const sender = senders[0] as Sender<A>
+      while (sender.next < sender.items.length && items.length < capacity) items.push(sender.items[sender.next++] as A)
+      if (sender.next < sender.items.length) return
+      senders.shift()
+      sender.resume(Effect.void)
+    }
+  }
+
+  const drain = (): ReadonlyArray<A> => {
+    let batch: Array<A>
+    if (items.length <= maxBatch) {
+      batch = items
+      items = []
+    } else {
+      batch = items.splice(0, maxBatch)
+    }
+    admit()
+    return batch
+  }
+
+  /** Evaluated when the woken taker runs again: it gets everything that arrived meanwhile. */
+  const drained: Effect.Effect<ReadonlyArray<A>> = Effect.suspend(() =>
+    closed ? Effect.interrupt : items.length > 0 ? Effect.succeed(drain()) : take
+  )
+
+  const wake = (): void => {
+    if (taker === undefined) return
+    const resume = taker
+    taker = undefined
+    resume(drained)
+  }
+
+  const cancelTake = Effect.sync(() => {
+    taker = undefined
+  })
+
+  const wait: Effect.Effect<ReadonlyArray<A>> = Effect.async<ReadonlyArray<A>>((resume) => {
+    taker = resume
+    return cancelTake
+  })
+
+  const take: Effect.Effect<ReadonlyArray<A>> = Effect.suspend(() =>
+    closed ? Effect.interrupt : items.length > 0 ? Effect.succeed(drain()) : wait
+  )
+
+  const unsafeOffer = (item: A): boolean => {
+    if (closed || senders.length > 0 || items.length >= capacity) return false
+    items.push(item)
+    wake()
+    return true
+  }
+
+  const waitForRoom = (rest: ReadonlyArray<A>): Effect.Effect<void> =>
+    Effect.async<void>((resume) => {
+      const sender: Sender<A> = { items: rest, next: 0, resume }
+      senders.push(sender)
+      return Effect.sync(() => {
+        const at = senders.indexOf(sender)
+        if (at >= 0) senders.splice(at, 1)
+      })
+    })
+
+  const offerAll = (all: Iterable<A>): Effect.Effect<void> =>
+    Effect.suspend(() => {
+      if (closed) return Effect.interrupt
+      const list = Array.from(all)
+      let next = 0
+      if (senders.length === 0) {
+        while (next < list.length && items.length < capacity) items.push(list[next++] as A)
+        if (next > 0) wake()
+      }
+      return next === list.length ? Effect.void : waitForRoom(list.slice(next))
+    })
+
+  return {
+    unsafeOffer,
+    offer: (item) => Effect.suspend(() => (closed ? Effect.interrupt : unsafeOffer(item) ? Effect.void : waitForRoom([item]))),
+    offerAll,
+    take,
+    takeAll: () => {
+      const all = items
+      items = []
+      for (const sender of senders.splice(0, senders.length)) {
+        for (let i = sender.next; i < sender.items.length; i++) all.push(sender.items[i] as A)
+        sender.resume(Effect.void)
+      }
+      return all
+    },
+    shutdown: () => {
+      if (closed) return
+      closed = true
+      for (const sender of senders.splice(0, senders.length)) sender.resume(Effect.interrupt)
+      const waiting = taker
+      taker = undefined
+      waiting?.(Effect.interrupt)
+    },
+    isShutdown: () => closed
+  }
+}
