@@ -340,7 +340,8 @@ interface SocketConnection extends DocumentActor.Connection {
   readonly closeCode: () => number | undefined
 }
 
-const makeConnection = (ws: WebSocket, actorId: string | undefined, config: ServerConfigShape): SocketConnection => {
+/** @internal Exported for tests. */
+export const makeConnection = (ws: WebSocket, actorId: string | undefined, config: ServerConfigShape): SocketConnection => {
   const clientId = crypto.randomUUID()
   const socket = (ws as unknown as { readonly _socket: Duplex })._socket
   let closedWith: number | undefined
@@ -369,15 +370,21 @@ const makeConnection = (ws: WebSocket, actorId: string | undefined, config: Serv
         socket.cork()
         uncorkSoon(uncork)
       }
-      // Bytes go out as they are, as a text frame: ws would otherwise encode a string again for every socket.
-      if (typeof frame === "string") ws.send(frame)
-      else if (frame instanceof Uint8Array) ws.send(frame, { binary: false })
-      else if (ws.extensions !== "") ws.send(Buffer.concat(frame), { binary: false })
+      // With an extension (compression, which this server never offers) frames go through ws.
+      if (ws.extensions !== "") {
+        if (typeof frame === "string") ws.send(frame)
+        else ws.send(frame instanceof Uint8Array ? frame : Buffer.concat(frame), { binary: false })
+        return
+      }
+      // Otherwise frames are written to the socket whole, as ws writes them (safe beside ws's own writes: without
+      // an extension ws writes each frame whole and at once, so nothing comes between these writes). A frame for
+      // many connections (the same bytes, sent to every member in turn) is framed once: ws would build a header
+      // and write twice per socket, which was most of its cost under fanout.
+      if (typeof frame === "string") socket.write(textFrame(frame))
+      else if (frame instanceof Uint8Array) socket.write(framedOnce(frame))
       else {
-        // One text frame written from its parts as they are: the header ws would write, then the parts, with no
-        // copy into one buffer (a state of 10,000 updates is ~2 MB, and a fresh buffer that size costs several ms
-        // in page faults). Safe beside ws's own writes: without an extension (compression) ws writes each frame
-        // whole and at once, so nothing can come between these writes.
+        // One text frame written from its parts as they are: the header, then the parts, with no copy into one
+        // buffer (a state of 10,000 updates is ~2 MB, and a fresh buffer that size costs several ms in page faults).
         socket.write(textFrameHeader(DocumentActor.frameLength(frame)))
         for (const part of frame) socket.write(part)
       }
@@ -389,21 +396,55 @@ const makeConnection = (ws: WebSocket, actorId: string | undefined, config: Serv
 
 /** The header of an unmasked, unfragmented text frame (RFC 6455, 5.2) of `length` bytes, as a server sends it. */
 export const textFrameHeader = (length: number): Buffer => {
-  if (length < 126) return Buffer.from([0x81, length])
-  if (length < 65_536) {
-    const header = Buffer.allocUnsafe(4)
-    header[0] = 0x81
-    header[1] = 126
-    header.writeUInt16BE(length, 2)
-    return header
-  }
-  const header = Buffer.allocUnsafe(10)
-  header[0] = 0x81
-  header[1] = 127
-  header.writeUInt32BE(Math.floor(length / 2 ** 32), 2)
-  header.writeUInt32BE(length >>> 0, 6)
+  const header = Buffer.allocUnsafe(headerLength(length))
+  writeHeader(header, length)
   return header
 }
+
+const headerLength = (length: number): number => (length < 126 ? 2 : length < 65_536 ? 4 : 10)
+
+/** Writes a text frame's header for `length` bytes at the start of `target`; returns the header's length. */
+const writeHeader = (target: Buffer, length: number): number => {
+  target[0] = 0x81
+  if (length < 126) {
+    target[1] = length
+    return 2
+  }
+  if (length < 65_536) {
+    target[1] = 126
+    target.writeUInt16BE(length, 2)
+    return 4
+  }
+  target[1] = 127
+  target.writeUInt32BE(Math.floor(length / 2 ** 32), 2)
+  target.writeUInt32BE(length >>> 0, 6)
+  return 10
+}
+
+/** A whole text frame (header and payload, one buffer) of a string or of UTF-8 bytes. */
+export const textFrame = (payload: string | Uint8Array): Buffer => {
+  const length = typeof payload === "string" ? Buffer.byteLength(payload) : payload.length
+  const frame = Buffer.allocUnsafe(headerLength(length) + length)
+  const at = writeHeader(frame, length)
+  if (typeof payload === "string") frame.write(payload, at)
+  else frame.set(payload, at)
+  return frame
+}
+
+/**
+ * `textFrame`, remembering the last payload framed: a broadcast sends one payload to every member in turn, so it
+ * is framed once. (The last payload and its frame are kept until the next one.)
+ */
+const framedOnce = (payload: Uint8Array): Buffer => {
+  if (payload !== lastPayload) {
+    lastFramed = textFrame(payload)
+    lastPayload = payload
+  }
+  return lastFramed as Buffer
+}
+
+let lastPayload: Uint8Array | undefined
+let lastFramed: Buffer | undefined
 
 /**
  * Sockets written to in this turn of the event loop, uncorked together once the turn's synchronous work and

@@ -8,7 +8,8 @@ import WebSocket from "ws"
 import * as wsModule from "ws"
 import type { ServerConfigShape } from "../../src/Config.js"
 import { connect, type Frame } from "../support/WsClient.js"
-import { handshakeProblem, textFrameHeader } from "../../src/Http/SyncSocket.js"
+import { defaults } from "../../src/Config.js"
+import { handshakeProblem, makeConnection, textFrame, textFrameHeader } from "../../src/Http/SyncSocket.js"
 import { capture, loggedLine, request, startServer } from "../support/TestServer.js"
 
 /** Sends one raw HTTP request (headers as given) and returns the whole reply as text, once the server closes. */
@@ -366,17 +367,78 @@ describe("WebSocket sync", () => {
       assert.strictEqual((yield* c.closed).code, 1001)
     }))
 
-  it("textFrameHeader is the header ws writes for a server's text frame, at every length encoding", () => {
-    const wsHeader = (length: number) =>
-      Buffer.from((wsModule as unknown as {
+  it("textFrameHeader and textFrame are what ws writes for a server's text frame, at every length encoding", () => {
+    const wsFrame = (data: Buffer) =>
+      (wsModule as unknown as {
         Sender: { frame(data: Buffer, options: Record<string, unknown>): ReadonlyArray<Buffer> }
-      }).Sender.frame(Buffer.alloc(length), { fin: true, rsv1: false, opcode: 1, mask: false, readOnly: true })[0] as Buffer)
+      }).Sender.frame(data, { fin: true, rsv1: false, opcode: 1, mask: false, readOnly: true }).map((part) => Buffer.from(part))
     for (const length of [0, 1, 125, 126, 127, 65_535, 65_536, 2_000_000]) {
-      assert.deepStrictEqual(textFrameHeader(length), wsHeader(length), `length ${length}`)
+      const payload = Buffer.alloc(length, "é".repeat(length))
+      const [header, data = Buffer.alloc(0)] = wsFrame(payload)
+      assert.deepStrictEqual(textFrameHeader(length), header, `length ${length}`)
+      const whole = Buffer.concat([header as Buffer, data])
+      assert.isTrue(textFrame(payload).equals(whole), `bytes of length ${length}`)
+      // A string is framed by its UTF-8 length, not its length in UTF-16 units.
+      assert.isTrue(textFrame(payload.toString()).equals(textFrame(Buffer.from(payload.toString()))), `string of length ${length}`)
     }
+    const text = "ack é 😀"
+    assert.isTrue(textFrame(text).equals(Buffer.concat(wsFrame(Buffer.from(text)))))
     // Past 32 bits (not allocated here): 127, then the length in 64 bits, big-endian.
     assert.deepStrictEqual(textFrameHeader(2 ** 32 + 5), Buffer.from([0x81, 127, 0, 0, 0, 1, 0, 0, 0, 5]))
   })
+
+  it.effect("frames are written whole to the socket, corked per turn; with an extension negotiated they go through ws", () =>
+    Effect.gen(function* () {
+      const fake = (extensions: string) => {
+        const written: Array<Buffer> = []
+        const sent: Array<{ data: unknown; options: unknown }> = []
+        let corks = 0
+        const ws = {
+          OPEN: 1,
+          CONNECTING: 0,
+          readyState: 1,
+          bufferedAmount: 0,
+          extensions,
+          send: (data: unknown, options?: unknown) => sent.push({ data, options }),
+          _socket: {
+            cork: () => corks++,
+            uncork: () => {},
+            write: (chunk: Buffer) => written.push(Buffer.from(chunk))
+          }
+        }
+        const connection = makeConnection(ws as unknown as WebSocket, "actor", defaults)
+        return { connection, written, sent, corks: () => corks }
+      }
+      const shared = Buffer.from('{"type":"remote_update","seq":1}')
+      const parts = [Buffer.from('{"type":"state",'), Buffer.from('"updates":[]}')]
+
+      const plain = fake("")
+      plain.connection.send('{"type":"ack","seq":1,"actorId":"é"}')
+      plain.connection.send(shared)
+      plain.connection.send(shared)
+      plain.connection.send(parts)
+      assert.deepStrictEqual(plain.sent, [])
+      assert.strictEqual(plain.corks(), 1)
+      assert.deepStrictEqual(Buffer.concat(plain.written), Buffer.concat([
+        textFrame('{"type":"ack","seq":1,"actorId":"é"}'),
+        textFrame(shared),
+        textFrame(shared),
+        textFrame(Buffer.concat(parts))
+      ]))
+
+      const compressed = fake("permessage-deflate")
+      compressed.connection.send("text")
+      compressed.connection.send(shared)
+      compressed.connection.send(parts)
+      assert.deepStrictEqual(compressed.written, [])
+      assert.deepStrictEqual(compressed.sent.map(({ data }) => typeof data === "string" ? data : Buffer.from(data as Buffer).toString()), [
+        "text",
+        shared.toString(),
+        Buffer.concat(parts).toString()
+      ])
+      assert.deepStrictEqual(compressed.sent.slice(1).map(({ options }) => options), [{ binary: false }, { binary: false }])
+      yield* Effect.promise(() => new Promise((resolve) => process.nextTick(resolve)))
+    }))
 
   it("handshakeProblem accepts what ws accepts", () => {
     const good = { upgrade: "WebSocket", "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==", "sec-websocket-version": "13" }
