@@ -206,7 +206,7 @@ export const layerAuthentication: Layer.Layer<Authentication, never, Authorizer>
 )
 
 /** The credentials of a WebSocket join: the `token` query parameter, else the bearer header. */
-export const socketCredentials = (request: HttpServerRequest.HttpServerRequest): Credentials => {
+export const socketCredentials = (request: Pick<HttpServerRequest.HttpServerRequest, "url" | "headers">): Credentials => {
   const query = new URL(request.url, "http://localhost").searchParams.get("token")
   const header = request.headers["authorization"]
   const token = query ?? (header !== undefined && /^bearer /i.test(header) ? header.slice(7) : "")

@@ -10,7 +10,7 @@ import { HttpApiSwagger, HttpLayerRouter, HttpMiddleware, HttpServer } from "@ef
 import type { ServeError } from "@effect/platform/HttpServerError"
 import { NodeHttpServer } from "@effect/platform-node"
 import { Duration, Effect, Layer, Option, Schedule } from "effect"
-import { createServer } from "node:http"
+import { createServer, type IncomingMessage } from "node:http"
 import type { Duplex } from "node:stream"
 import { ServerConfig } from "../Config.js"
 import * as DocumentRegistry from "../Document/DocumentRegistry.js"
@@ -65,7 +65,7 @@ export const layerWithAuthorizer: Layer.Layer<
   Layer.provideMerge(Layer.scoped(HttpServer.HttpServer, makeNodeServer())),
   Layer.provide(NodeHttpServer.layerContext),
   // Below the server: built before it listens, released after it has drained.
-  Layer.provide(Layer.mergeAll(DocumentRegistry.layer, Limits.layer, Heartbeat.layer))
+  Layer.provide(Layer.mergeAll(DocumentRegistry.layer, Limits.layer, Heartbeat.layer, SyncSocket.DirectUpgrades.layer))
 )
 
 /**
@@ -109,10 +109,19 @@ function makeNodeServer() {
     // Upgraded sockets leave the HTTP server's books: track them, so that none outlives the server (an upgrade that
     // raced with shutdown may never reach its route's finalizer, and its client would wait forever).
     const upgrades = new Set<Duplex>()
-    node.on("upgrade", (_request, socket: Duplex) => {
-      upgrades.add(socket)
-      socket.once("close", () => upgrades.delete(socket))
-    })
+    // Every upgrade is tracked (to cut what is left at shutdown); a WebSocket join goes straight to its route's
+    // handler (`SyncSocket.DirectUpgrades`), ahead of the platform's "upgrade" listener and its HTTP pipeline.
+    const direct = yield* SyncSocket.DirectUpgrades
+    const emit = node.emit
+    node.emit = function(this: typeof node, event: string | symbol, ...args: Array<unknown>): boolean {
+      if (event === "upgrade") {
+        const [request, socket, head] = args as [IncomingMessage, Duplex, Buffer]
+        upgrades.add(socket)
+        socket.once("close", () => upgrades.delete(socket))
+        if (direct.get()?.(request, socket, head) === true) return true
+      }
+      return emit.apply(this, [event, ...args] as Parameters<typeof emit>)
+    } as typeof node.emit
     const server = yield* NodeHttpServer.make(() => node, { host: config.host, port: config.port })
     // Runs after the routes are released (their sockets closed with 1001): whatever is still open is cut.
     yield* Effect.addFinalizer(() =>

@@ -13,11 +13,12 @@
  * socket, bounded by MAX_BUFFERED_BYTES, corked so that a batch costs one socket write per client. Pings are
  * the server-wide `Heartbeat`'s.
  */
-import { HttpLayerRouter, HttpRouter, HttpServerRequest, HttpServerResponse, Socket } from "@effect/platform"
+import { Headers, HttpLayerRouter, HttpRouter, HttpServerRequest, HttpServerResponse, Socket } from "@effect/platform"
 import { NodeHttpServerRequest } from "@effect/platform-node"
-import { Cause, Clock, Deferred, Duration, Effect, Either, Exit, Fiber, FiberId, FiberSet, Layer, Option, Scope } from "effect"
+import { Cause, Clock, Context, Deferred, Duration, Effect, Either, Exit, Fiber, FiberId, FiberSet, Layer, Option, Scope } from "effect"
+import type { IncomingMessage } from "node:http"
 import type { Duplex } from "node:stream"
-import type { WebSocket } from "ws"
+import { type WebSocket, WebSocketServer } from "ws"
 import { ServerConfig, type ServerConfigShape } from "../Config.js"
 import * as CloseCodes from "../Domain/CloseCodes.js"
 import type { DocumentId } from "../Domain/Document.js"
@@ -25,23 +26,55 @@ import * as Protocol from "../Domain/Protocol.js"
 import * as DocumentActor from "../Document/DocumentActor.js"
 import { DocumentRegistry, type Session } from "../Document/DocumentRegistry.js"
 import * as Metrics from "../Document/Metrics.js"
-import { Authorizer, type AuthorizerShape, type Principal, socketCredentials } from "./Authorizer.js"
+import { Authorizer, type AuthorizerShape, type Credentials, type Principal, socketCredentials } from "./Authorizer.js"
 import { Heartbeat } from "./Heartbeat.js"
 import { ConnectionLimits, makeTokenBucket, type TokenBucket } from "./Limits.js"
 
 export const path = "/ws/documents/:id"
 
 /**
+ * How the standalone server hands this route's upgrades over before the HTTP pipeline sees them (see `route`):
+ * `Server.ts` provides it; a host that mounts docsync on its own server does not, and its joins go through the
+ * router.
+ */
+export class DirectUpgrades extends Context.Tag("docsync/DirectUpgrades")<DirectUpgrades, {
+  /** Sets (or with undefined clears) the handler; it returns false for a request it leaves to the router. */
+  readonly set: (handler: UpgradeHandler | undefined) => void
+  /** The handler set, if any (the server asks on each upgrade). */
+  readonly get: () => UpgradeHandler | undefined
+}>() {
+  /** A slot for one handler. */
+  static readonly layer = Layer.sync(DirectUpgrades, () => {
+    let current: UpgradeHandler | undefined
+    return {
+      set: (handler) => {
+        current = handler
+      },
+      get: () => current
+    }
+  })
+}
+
+/** Takes an HTTP upgrade request (`http.Server`'s "upgrade" event) or returns false to leave it to the router. */
+export type UpgradeHandler = (request: IncomingMessage, socket: Duplex, head: Buffer) => boolean
+
+/**
  * The route, to merge beside the HttpApi on the HttpLayerRouter.
  *
- * Each connection is one fiber, forked into this Layer's FiberSet: the one running the platform's `runRaw`, which
- * holds the socket open. Everything else is callbacks and a Scope. The request's own fiber ends once the socket is
- * upgraded, rather than staying parked for the socket's whole life with its stack through the router, the
- * middleware and the tracer span (that and a second fiber per connection cost about 30 KB of heap together).
+ * On the standalone server (`DirectUpgrades` provided) a join never enters the HTTP pipeline: the Node server's
+ * "upgrade" event comes straight here, `ws` completes the handshake, and the connection is callbacks and a Scope,
+ * with a fiber only while it is admitted and joined and while it is ended. An idle connection then costs little
+ * more than its `ws` objects (the pipeline kept a fiber per connection, with its stack through the platform's
+ * `runRaw`, and the finished request's fiber: ~35 KB of heap together).
  *
- * This Layer is released after the server has stopped accepting and before it cuts the sockets still open. Its
- * finalizer ends every connection as the protocol asks (what it submitted is answered, then close 1001) before the
- * FiberSet interrupts their fibers: interrupting first would let `runRaw` close the socket with 1005.
+ * Mounted on a host's router (`DocSync.mount`) the route serves joins itself: each connection is then one fiber,
+ * the one running the platform's `runRaw`, which holds the socket open; the request's own fiber ends once the
+ * socket is upgraded.
+ *
+ * Either way the connection is the same (`lifecycle`). This Layer is released after the server has stopped
+ * accepting and before it cuts the sockets still open. Its finalizer ends every connection as the protocol asks
+ * (what it submitted is answered, then close 1001) before the FiberSet interrupts their fibers: interrupting first
+ * would let `runRaw` close the socket with 1005.
  */
 export const route = Layer.unwrapScoped(
   Effect.gen(function* () {
@@ -50,7 +83,15 @@ export const route = Layer.unwrapScoped(
     yield* Effect.addFinalizer(() =>
       Effect.forEach(connections.live, (finish) => finish, { concurrency: "unbounded", discard: true })
     )
-    return HttpLayerRouter.add("GET", path, (request) => handle(request, connections))
+    const upgrades = yield* Effect.serviceOption(DirectUpgrades)
+    if (Option.isSome(upgrades)) {
+      // The standalone server builds this Layer with the services below it (a mount provides them per request).
+      const services = yield* environment
+      const wss = new WebSocketServer({ noServer: true, maxPayload: services.config.maxMessageBytes })
+      upgrades.value.set(directUpgrade(services, connections, wss))
+      yield* Effect.addFinalizer(() => Effect.sync(() => upgrades.value.set(undefined)))
+    }
+    return HttpLayerRouter.add("GET", path, (request) => Effect.flatMap(environment, (services) => handle(request, services, connections)))
   })
 )
 
@@ -60,17 +101,31 @@ interface Connections {
   readonly live: Set<Effect.Effect<void>>
 }
 
+/** What a connection needs of the server. */
+interface Services {
+  readonly config: ServerConfigShape
+  readonly clock: Clock.Clock
+  readonly registry: Context.Tag.Service<DocumentRegistry>
+  readonly authorizer: AuthorizerShape
+  readonly limits: Context.Tag.Service<ConnectionLimits>
+  readonly heartbeat: Context.Tag.Service<Heartbeat>
+}
+
+const environment = Effect.all({
+  config: ServerConfig,
+  clock: Effect.clock,
+  registry: DocumentRegistry,
+  authorizer: Authorizer,
+  limits: ConnectionLimits,
+  heartbeat: Heartbeat
+})
+
 /** Frames received before the join completes beyond this pause reading from the socket until the join. */
 const PAUSE_AT = 1024
 
-const handle = (request: HttpServerRequest.HttpServerRequest, connections: Connections) =>
+/** The join as the router serves it (a host's server): the platform upgrades, and `runRaw` holds the socket. */
+const handle = (request: HttpServerRequest.HttpServerRequest, services: Services, connections: Connections) =>
   Effect.gen(function* () {
-    const config = yield* ServerConfig
-    const clock = yield* Effect.clock
-    const registry = yield* DocumentRegistry
-    const authorizer = yield* Authorizer
-    const limits = yield* ConnectionLimits
-    const heartbeat = yield* Heartbeat
     const params = yield* HttpRouter.params
     const query = parseQuery(request.url)
     if (typeof query === "string") {
@@ -83,13 +138,185 @@ const handle = (request: HttpServerRequest.HttpServerRequest, connections: Conne
       return yield* HttpServerResponse.json({ message: badHandshake }, { status: 400 })
     }
     const documentId = (params.id ?? "") as DocumentId
-    const credentials = socketCredentials(request)
     const netSocket = NodeHttpServerRequest.toIncomingMessage(request).socket
     // Gone already: ws would drop it without a word, and the upgrade wait forever, as above. (499: client closed.)
     if (netSocket.destroyed || !netSocket.readable || !netSocket.writable) return HttpServerResponse.empty({ status: 499 })
     const socket = yield* request.upgrade
     const opened = yield* Deferred.make<void>()
+    const connection = yield* lifecycle(services, connections, documentId, query, socketCredentials(request), false)
+    const lifetime = connections.run(
+      Effect.suspend(() => {
+        return socket.runRaw((data) => connection.onFrame(data), {
+          onOpen: Effect.suspend(() => {
+            const ws = rawWebSocket(netSocket, services.config.maxMessageBytes)
+            // From here on frames come straight from ws: runRaw's listener builds a MessageEvent and checks for a
+            // Blob per frame. runRaw's is the only message listener (it served any frame before this).
+            ws.removeAllListeners("message")
+            // ws closes the socket itself on a protocol error (a frame over MAX_MESSAGE_BYTES: 1009): the server's close.
+            ws.once("error", connection.onError)
+            return Effect.zipRight(Deferred.succeed(opened, undefined), connection.setup(ws))
+          })
+        })
+      }).pipe(
+        Effect.onExit((exit) => connection.ended(clientCloseCode(exit))),
+        // How the socket ended is logged by `ended` ("client left"); anything else is a bug.
+        Effect.catchAllCause((cause) =>
+          Cause.isInterruptedOnly(cause) || Option.exists(Cause.failureOption(cause), Socket.isSocketError)
+            ? Effect.void
+            : Effect.logError("connection failed", cause).pipe(Effect.annotateLogs({ documentId }))
+        )
+      )
+    )
+    // This fiber ends once the socket is upgraded (ws has written the 101 itself; the response below only names it
+    // for the request log), or once the connection ended before that (a defect, logged by the connection). If it
+    // is interrupted before the upgrade (server stopping), the connection goes with it; after, the connection is
+    // the route's to end.
+    yield* Deferred.await(opened).pipe(
+      Effect.raceFirst(Fiber.await(lifetime)),
+      Effect.onInterrupt(() =>
+        Effect.flatMap(Deferred.isDone(opened), (done) => (done ? Effect.void : Fiber.interruptFork(lifetime)))
+      )
+    )
+    return HttpServerResponse.empty({ status: 101 })
+  })
 
+/** The route's path, matched on a raw request URL: the document id, or undefined for another path. */
+const DIRECT_PATH = /^\/ws\/documents\/([^/?#]+)(?:\?[^#]*)?$/
+
+/**
+ * The join as the standalone server serves it: straight from the Node server's "upgrade" event, before the HTTP
+ * pipeline. Answers what the router would (400 for a bad query or handshake, one request log line) and leaves
+ * every other path to the router.
+ */
+const directUpgrade = (services: Services, connections: Connections, wss: WebSocketServer): UpgradeHandler =>
+(request, socket, head) => {
+  const url = request.url ?? ""
+  const match = DIRECT_PATH.exec(url)
+  if (match === null) return false
+  let documentId: DocumentId
+  try {
+    documentId = decodeURIComponent(match[1] as string) as DocumentId
+  } catch {
+    return false
+  }
+  const started = services.clock.unsafeCurrentTimeMillis()
+  const logRequest = (status: number) =>
+    connections.run(Effect.log(`GET ${pathOf(url)} ${status} ${services.clock.unsafeCurrentTimeMillis() - started}ms`))
+  const headers = request.headers as Readonly<Record<string, string | undefined>>
+  const query = parseQuery(url)
+  const problem = typeof query === "string" ? query : handshakeProblem(headers)
+  if (request.method !== "GET" || problem !== undefined) {
+    const status = request.method !== "GET" ? 405 : 400
+    const body = JSON.stringify({ message: problem ?? "a WebSocket join is a GET request" })
+    socket.end(
+      `HTTP/1.1 ${status} ${status === 400 ? "Bad Request" : "Method Not Allowed"}\r\nContent-Type: application/json\r\n` +
+        `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`
+    )
+    logRequest(status)
+    return true
+  }
+  if (socket.destroyed || !socket.readable || !socket.writable) {
+    socket.destroy()
+    return true
+  }
+  const credentials = socketCredentials({ url, headers: Headers.fromInput(request.headers) })
+  wss.handleUpgrade(request, socket, head, (ws) => {
+    logRequest(101)
+    // Until the connection is made (in a fiber), frames and errors wait here.
+    const before: Array<string | Uint8Array> = []
+    let error: Error | undefined
+    ws.on("message", (data: Buffer, isBinary: boolean) => before.push(isBinary ? data : data.toString()))
+    ws.on("error", (e) => {
+      error ??= e
+    })
+    // The socket's end, once admission and join are done (ending waits for them, as runRaw's fiber does on the
+    // router). Its close is listened for at once: a client may close before the connection is made.
+    let connection: Lifecycle | undefined
+    let ready = false
+    let closed: number | "normal" | undefined
+    const endWhenReady = () => {
+      if (ready && closed !== undefined && connection !== undefined) run(connection.ended(closed))
+    }
+    ws.once("close", (code: number) => {
+      closed = code === 1000 || code === 1006 ? "normal" : code
+      endWhenReady()
+    })
+    const run = (effect: Effect.Effect<void>) =>
+      connections.run(effect.pipe(
+        Effect.catchAllCause((cause) =>
+          Cause.isInterruptedOnly(cause) ? Effect.void : Effect.logError("connection failed", cause).pipe(Effect.annotateLogs({ documentId }))
+        )
+      ))
+    run(
+      Effect.gen(function* () {
+        const made = yield* lifecycle(services, connections, documentId, query as Query, credentials, true)
+        connection = made
+        for (const frame of before) made.onFrame(frame)
+        ws.removeAllListeners("message")
+        ws.removeAllListeners("error")
+        ws.on("error", made.onError)
+        if (error !== undefined) made.onError(error)
+        yield* made.setup(ws)
+      }).pipe(
+        Effect.ensuring(Effect.sync(() => {
+          ready = true
+          endWhenReady()
+        }))
+      )
+    )
+  })
+  return true
+}
+
+/** How long shutdown waits for a client to answer the server's close frame. */
+const CLOSE_WAIT = Duration.seconds(2)
+
+/** Waits until the socket has closed, at most CLOSE_WAIT. */
+const closedOrTimeout = (ws: WebSocket): Effect.Effect<void> =>
+  Effect.async<void>((resume) => {
+    if (ws.readyState === ws.CLOSED) return resume(Effect.void)
+    const closed = () => resume(Effect.void)
+    ws.once("close", closed)
+    return Effect.sync(() => {
+      ws.off("close", closed)
+    })
+  }).pipe(Effect.timeoutOption(CLOSE_WAIT), Effect.asVoid)
+
+/** A path without its query string (which may carry a token): what the request log shows. */
+const pathOf = (url: string): string => {
+  const at = url.indexOf("?")
+  return at === -1 ? url : url.slice(0, at)
+}
+
+/** One connection, however its socket arrived: what the server does with its frames, and how it ends. */
+interface Lifecycle {
+  /** A frame from the client (queued until the join completes). */
+  readonly onFrame: (data: string | Uint8Array) => void
+  /** ws reported a protocol error (it closes the socket itself). */
+  readonly onError: (error: Error) => void
+  /** Admission and join, once the socket is open; frames are served from the join on. */
+  readonly setup: (ws: WebSocket) => Effect.Effect<void>
+  /** Ends the connection once (see below). */
+  readonly finish: Effect.Effect<void>
+  /** The socket closed (the client's code, "normal" for 1000 and 1006): ends the connection and logs it. */
+  readonly ended: (clientCode: number | "normal") => Effect.Effect<void>
+}
+
+const lifecycle = (
+  services: Services,
+  connections: Connections,
+  documentId: DocumentId,
+  query: Query,
+  credentials: Credentials,
+  /**
+   * At shutdown, after closing with 1001, wait (at most CLOSE_WAIT) for the client's close frame: needed where the
+   * server cuts the sockets still open right after this route is released (a socket cut with unread frames in
+   * hand is reset, which can lose the close frame on its way to the client). runRaw's fiber does its own waiting.
+   */
+  awaitClose: boolean
+): Effect.Effect<Lifecycle> =>
+  Effect.gen(function* () {
+    const { authorizer, clock, config, heartbeat, limits, registry } = services
     // The connection's resources (its place in the document, the heartbeat watch, the connection count): released
     // by `finish`, whichever way the connection ends.
     const scope = yield* Scope.make()
@@ -134,126 +361,107 @@ const handle = (request: HttpServerRequest.HttpServerRequest, connections: Conne
       )
     })
 
-    // Admission and join, run by runRaw once the socket is open (frames meanwhile wait in `early`).
-    const setup = Effect.gen(function* () {
-      const ws = rawWebSocket(netSocket, config.maxMessageBytes)
-      raw = ws
-      // From here on frames come straight from ws: runRaw's listener builds a MessageEvent and checks for a Blob
-      // per frame. runRaw's is the only message listener (it served any frame before this).
-      ws.removeAllListeners("message")
-      ws.on("message", (data: Buffer, isBinary: boolean) => onFrame(isBinary ? data : data.toString()))
-      // ws closes the socket itself on a protocol error (a frame over MAX_MESSAGE_BYTES: 1009): the server's close.
-      ws.once("error", (error) => {
-        wsError = error
-      })
-      yield* Deferred.succeed(opened, undefined)
-      const open = makeConnection(ws, query.actorId, config)
-      connection = open
-      const admission = yield* admit(authorizer, credentials, documentId)
-      if (Either.isLeft(admission)) {
-        yield* Effect.logInfo("client refused", admission.left.message).pipe(
-          Effect.annotateLogs({ documentId, closeCode: admission.left.code })
-        )
-        return open.close(admission.left.code, closeReason(admission.left.message))
-      }
-      // Shutdown began meanwhile: `finish` has run; do not load the document now.
-      if (finished) return
-      const { principal, writeDenied } = admission.right
-      const refusal = yield* limits.acquire(documentId)
-      if (Option.isSome(refusal)) {
-        const message = refusal.value === "server"
-          ? `too many connections: the server holds MAX_CONNECTIONS (${config.maxConnections}); retry later`
-          : `too many connections: the document holds MAX_CONNECTIONS_PER_DOCUMENT (${config.maxConnectionsPerDocument}); retry later`
-        yield* Effect.logWarning("client refused", message).pipe(
-          Effect.annotateLogs({ documentId, closeCode: CloseCodes.TooManyConnections })
-        )
-        return open.close(CloseCodes.TooManyConnections, closeReason(message))
-      }
-      const limit: FrameLimit = {
-        bucket: yield* makeTokenBucket({ perSecond: config.rateLimitPerSecond, burst: config.rateLimitBurst }),
-        writeDenied
-      }
-      const [outcome, session] = yield* registry.join(documentId, open, query.since)
-      log = Effect.annotateLogs({ documentId, clientId: open.clientId, subject: principal.subject })
-      switch (outcome._tag) {
-        case "NotFound":
-          return open.close(CloseCodes.NotFound, "document not found")
-        case "Deleted":
-          return open.close(CloseCodes.Gone, "document deleted")
-        case "Failed":
-          yield* Effect.logWarning("join failed", outcome.message).pipe(log)
-          return open.close(CloseCodes.InternalError, "internal error; reconnect later")
-        case "Joined":
-          break
-      }
-      // Shutdown began during the join: `finish` has run, and frames are no longer served.
-      if (finished) return
-      joined = true
-      yield* Effect.logInfo("client joined", { version: outcome.version, since: query.since ?? null }).pipe(log)
-      yield* heartbeat.watch(ws)
-      if (Option.isSome(principal.expiresAt)) {
-        yield* closeAtExpiry(principal.expiresAt.value, open).pipe(Effect.forkIn(scope))
-      }
-      const submit = makeSubmitter(session, ws, runFork)
-      const serve = (frame: string | Uint8Array) => {
-        const command = serveSafely(
-          () => frameCommand(frame, open, session, config, limit, clock.unsafeCurrentTimeNanos()),
-          open
-        )
-        if (command !== undefined) submit(command)
-      }
-      // Resumed before the replay: if the replay fills the mailbox, the submitter pauses reading again.
-      if (early.length >= PAUSE_AT) ws.resume()
-      for (const frame of early) serve(frame)
-      early.length = 0
-      onFrame = serve
-    }).pipe(Effect.provideService(Scope.Scope, scope))
+    // What the route's finalizer runs for this connection if it is still open at shutdown.
+    const atShutdown = awaitClose ? Effect.zipRight(finish, Effect.suspend(() => (raw === undefined ? Effect.void : closedOrTimeout(raw)))) : finish
+    connections.live.add(atShutdown)
 
-    const lifetime = connections.run(
-      Effect.suspend(() => {
-        connections.live.add(finish)
-        return socket.runRaw((data) => onFrame(data), { onOpen: setup })
-      }).pipe(
-        Effect.onExit((exit) =>
-          Effect.gen(function* () {
-            connections.live.delete(finish)
-            // Read before `finish`, which closes with 1001 (a no-op on the socket if the client closed it).
-            const serverCode = connection?.closeCode()
-            yield* finish
-            if (!joined) return
-            yield* Effect.logInfo("client left").pipe(
-              log,
-              Effect.annotateLogs(
-                serverCode !== undefined
-                  ? { closedBy: "server", closeCode: serverCode }
-                  : wsError !== undefined
-                  ? { closedBy: "server", closeCode: statusCodeOf(wsError) ?? "protocol error", reason: wsError.message }
-                  : raw !== undefined && heartbeat.timedOut(raw)
-                  ? { closedBy: "server", closeCode: "no pong (heartbeat)" }
-                  : { closedBy: "client", closeCode: clientCloseCode(exit) }
-              )
-            )
-          })
-        ),
-        // How the socket ended is logged above ("client left"); anything else is a bug.
-        Effect.catchAllCause((cause) =>
-          Cause.isInterruptedOnly(cause) || Option.exists(Cause.failureOption(cause), Socket.isSocketError)
-            ? Effect.void
-            : Effect.logError("connection failed", cause).pipe(log)
+    // Admission and join, once the socket is open (frames meanwhile wait in `early`).
+    const setup = (ws: WebSocket) =>
+      Effect.gen(function* () {
+        raw = ws
+        ws.on("message", (data: Buffer, isBinary: boolean) => onFrame(isBinary ? data : data.toString()))
+        const open = makeConnection(ws, query.actorId, config)
+        connection = open
+        const admission = yield* admit(authorizer, credentials, documentId)
+        if (Either.isLeft(admission)) {
+          yield* Effect.logInfo("client refused", admission.left.message).pipe(
+            Effect.annotateLogs({ documentId, closeCode: admission.left.code })
+          )
+          return open.close(admission.left.code, closeReason(admission.left.message))
+        }
+        // Shutdown began meanwhile: `finish` has run; do not load the document now.
+        if (finished) return
+        const { principal, writeDenied } = admission.right
+        const refusal = yield* limits.acquire(documentId)
+        if (Option.isSome(refusal)) {
+          const message = refusal.value === "server"
+            ? `too many connections: the server holds MAX_CONNECTIONS (${config.maxConnections}); retry later`
+            : `too many connections: the document holds MAX_CONNECTIONS_PER_DOCUMENT (${config.maxConnectionsPerDocument}); retry later`
+          yield* Effect.logWarning("client refused", message).pipe(
+            Effect.annotateLogs({ documentId, closeCode: CloseCodes.TooManyConnections })
+          )
+          return open.close(CloseCodes.TooManyConnections, closeReason(message))
+        }
+        const limit: FrameLimit = {
+          bucket: yield* makeTokenBucket({ perSecond: config.rateLimitPerSecond, burst: config.rateLimitBurst }),
+          writeDenied
+        }
+        const [outcome, session] = yield* registry.join(documentId, open, query.since)
+        log = Effect.annotateLogs({ documentId, clientId: open.clientId, subject: principal.subject })
+        switch (outcome._tag) {
+          case "NotFound":
+            return open.close(CloseCodes.NotFound, "document not found")
+          case "Deleted":
+            return open.close(CloseCodes.Gone, "document deleted")
+          case "Failed":
+            yield* Effect.logWarning("join failed", outcome.message).pipe(log)
+            return open.close(CloseCodes.InternalError, "internal error; reconnect later")
+          case "Joined":
+            break
+        }
+        // Shutdown began during the join: `finish` has run, and frames are no longer served.
+        if (finished) return
+        joined = true
+        yield* Effect.logInfo("client joined", { version: outcome.version, since: query.since ?? null }).pipe(log)
+        yield* heartbeat.watch(ws)
+        if (Option.isSome(principal.expiresAt)) {
+          yield* closeAtExpiry(principal.expiresAt.value, open).pipe(Effect.forkIn(scope))
+        }
+        const submit = makeSubmitter(session, ws, runFork)
+        const serve = (frame: string | Uint8Array) => {
+          const command = serveSafely(
+            () => frameCommand(frame, open, session, config, limit, clock.unsafeCurrentTimeNanos()),
+            open
+          )
+          if (command !== undefined) submit(command)
+        }
+        // Resumed before the replay: if the replay fills the mailbox, the submitter pauses reading again.
+        if (early.length >= PAUSE_AT) ws.resume()
+        for (const frame of early) serve(frame)
+        early.length = 0
+        onFrame = serve
+      }).pipe(Effect.provideService(Scope.Scope, scope))
+
+    const ended = (clientCode: number | "normal") =>
+      Effect.gen(function* () {
+        connections.live.delete(atShutdown)
+        // Read before `finish`, which closes with 1001 (a no-op on the socket if the client closed it).
+        const serverCode = connection?.closeCode()
+        yield* finish
+        if (!joined) return
+        yield* Effect.logInfo("client left").pipe(
+          log,
+          Effect.annotateLogs(
+            serverCode !== undefined
+              ? { closedBy: "server", closeCode: serverCode }
+              : wsError !== undefined
+              ? { closedBy: "server", closeCode: statusCodeOf(wsError) ?? "protocol error", reason: wsError.message }
+              : raw !== undefined && heartbeat.timedOut(raw)
+              ? { closedBy: "server", closeCode: "no pong (heartbeat)" }
+              : { closedBy: "client", closeCode: clientCode }
+          )
         )
-      )
-    )
-    // This fiber ends once the socket is upgraded (ws has written the 101 itself; the response below only names it
-    // for the request log), or once the connection ended before that (a defect, logged by the connection). If it
-    // is interrupted before the upgrade (server stopping), the connection goes with it; after, the connection is
-    // the route's to end.
-    yield* Deferred.await(opened).pipe(
-      Effect.raceFirst(Fiber.await(lifetime)),
-      Effect.onInterrupt(() =>
-        Effect.flatMap(Deferred.isDone(opened), (done) => (done ? Effect.void : Fiber.interruptFork(lifetime)))
-      )
-    )
-    return HttpServerResponse.empty({ status: 101 })
+      })
+
+    return {
+      onFrame: (data) => onFrame(data),
+      onError: (error) => {
+        wsError ??= error
+      },
+      setup,
+      finish,
+      ended
+    }
   })
 
 /** Protocol tokens (RFC 7230) separated by commas, as ws accepts in Sec-WebSocket-Protocol. */
