@@ -186,12 +186,12 @@ const DIRECT_PATH = /^\/ws\/documents\/([^/?#]+)(?:\?[^#]*)?$/
 /**
  * The join as the standalone server serves it: straight from the Node server's "upgrade" event, before the HTTP
  * pipeline. Answers what the router would (400 for a bad query or handshake, one request log line) and leaves
- * every other path to the router.
+ * every other path and method to the router.
  */
 const directUpgrade = (services: Services, connections: Connections, wss: WebSocketServer): UpgradeHandler =>
 (request, socket, head) => {
   const url = request.url ?? ""
-  const match = DIRECT_PATH.exec(url)
+  const match = request.method === "GET" ? DIRECT_PATH.exec(url) : null
   if (match === null) return false
   let documentId: DocumentId
   try {
@@ -205,14 +205,14 @@ const directUpgrade = (services: Services, connections: Connections, wss: WebSoc
   const headers = request.headers as Readonly<Record<string, string | undefined>>
   const query = parseQuery(url)
   const problem = typeof query === "string" ? query : handshakeProblem(headers)
-  if (request.method !== "GET" || problem !== undefined) {
-    const status = request.method !== "GET" ? 405 : 400
-    const body = JSON.stringify({ message: problem ?? "a WebSocket join is a GET request" })
+  if (problem !== undefined) {
+    // As the router path answers (ws would answer a bad handshake itself, without a body).
+    const body = JSON.stringify({ message: problem })
     socket.end(
-      `HTTP/1.1 ${status} ${status === 400 ? "Bad Request" : "Method Not Allowed"}\r\nContent-Type: application/json\r\n` +
-        `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`
+      `HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n` +
+        `Connection: close\r\n\r\n${body}`
     )
-    logRequest(status)
+    logRequest(400)
     return true
   }
   if (socket.destroyed || !socket.readable || !socket.writable) {

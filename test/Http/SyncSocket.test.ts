@@ -13,11 +13,11 @@ import { handshakeProblem, makeConnection, textFrame, textFrameHeader } from "..
 import { capture, loggedLine, request, startServer } from "../support/TestServer.js"
 
 /** Sends one raw HTTP request (headers as given) and returns the whole reply as text, once the server closes. */
-const rawRequest = (port: number, path: string, headers: Record<string, string>) =>
+const rawRequest = (port: number, path: string, headers: Record<string, string>, method = "GET") =>
   Effect.async<string>((resume) => {
     const socket = net.connect(port, "127.0.0.1", () => {
       const lines = Object.entries(headers).map(([name, value]) => `${name}: ${value}`)
-      socket.write([`GET ${path} HTTP/1.1`, "Host: 127.0.0.1", ...lines, "", ""].join("\r\n"))
+      socket.write([`${method} ${path} HTTP/1.1`, "Host: 127.0.0.1", ...lines, "", ""].join("\r\n"))
     })
     let text = ""
     socket.on("data", (chunk) => {
@@ -365,6 +365,56 @@ describe("WebSocket sync", () => {
         Effect.timeoutFail({ duration: "5 seconds", onTimeout: () => new Error("shutdown hung") })
       )
       assert.strictEqual((yield* c.closed).code, 1001)
+    }))
+
+  it.scoped("on the standalone server: other paths and methods are left to the router, a bad query gets a JSON 400", () =>
+    Effect.gen(function* () {
+      const lines: Array<string> = []
+      const url = yield* startServer({ logLevel: LogLevel.Info }).pipe(Effect.provide(capture(lines)))
+      const id = yield* createDocument(url)
+      const port = Number(new URL(url).port)
+      const good = { Upgrade: "websocket", Connection: "Upgrade", "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==", "Sec-WebSocket-Version": "13" }
+      for (const path of ["/ws/documents/", `/ws/documents/${id}/more`, "/ws/documents/%E0%A4%A"]) {
+        const reply = yield* rawRequest(port, path, good)
+        assert.match(reply, /^HTTP\/1\.1 404 /, `${path}: ${reply}`)
+      }
+      // The router's answer (JSON), not a handshake refused by ws.
+      const post = yield* rawRequest(port, `/ws/documents/${id}`, good, "POST")
+      assert.match(post, /^HTTP\/1\.1 404 [\s\S]*"message"/, post)
+      const badQuery = yield* rawRequest(port, `/ws/documents/${id}?since=soon`, good)
+      assert.match(badQuery, /^HTTP\/1\.1 400 /, badQuery)
+      assert.include(badQuery, JSON.stringify({ message: "since must be a non-negative integer" }))
+      yield* Effect.promise(() => new Promise((resolve) => setImmediate(resolve)))
+      assert.match(lines.join("\n"), new RegExp(`^GET /ws/documents/${id} 400 \\d+ms`, "m"))
+    }))
+
+  it.scoped("on the standalone server: clients that close before their join completes leave no member and no count behind", () =>
+    Effect.gen(function* () {
+      const url = yield* startServer({ config: { maxConnectionsPerDocument: 1 } })
+      const id = yield* createDocument(url)
+      const wsUrl = `${url.replace("http", "ws")}/ws/documents/${id}`
+      for (let i = 0; i < 5; i++) {
+        yield* Effect.promise(() =>
+          new Promise<void>((resolve) => {
+            const ws = new WebSocket(wsUrl)
+            ws.on("open", () => ws.terminate())
+            ws.on("error", () => {})
+            ws.on("close", () => resolve())
+          })
+        )
+      }
+      // The server ends them after their joins; with one connection allowed per document, a leftover would refuse
+      // this one (4429), and a leftover member would show in its presence.
+      let state: Frame | undefined
+      for (let attempt = 0; attempt < 50 && state === undefined; attempt++) {
+        yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 20)))
+        const c = yield* connect(url, id)
+        const first = yield* Effect.race(c.take("state"), Effect.map(c.closed, () => undefined))
+        if (first !== undefined) state = first
+        else yield* c.close
+      }
+      assert.isDefined(state, "a join was refused every time: a connection was left counted")
+      assert.deepStrictEqual(state?.presence, [])
     }))
 
   it("textFrameHeader and textFrame are what ws writes for a server's text frame, at every length encoding", () => {
