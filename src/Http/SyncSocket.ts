@@ -200,8 +200,8 @@ const directUpgrade = (services: Services, connections: Connections, wss: WebSoc
     return false
   }
   const started = services.clock.unsafeCurrentTimeMillis()
-  const logRequest = (status: number) =>
-    connections.run(Effect.log(`GET ${pathOf(url)} ${status} ${services.clock.unsafeCurrentTimeMillis() - started}ms`))
+  const requestLine = (status: number) =>
+    Effect.log(`GET ${pathOf(url)} ${status} ${services.clock.unsafeCurrentTimeMillis() - started}ms`)
   const headers = request.headers as Readonly<Record<string, string | undefined>>
   const query = parseQuery(url)
   const problem = typeof query === "string" ? query : handshakeProblem(headers)
@@ -212,7 +212,7 @@ const directUpgrade = (services: Services, connections: Connections, wss: WebSoc
       `HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n` +
         `Connection: close\r\n\r\n${body}`
     )
-    logRequest(400)
+    connections.run(requestLine(400))
     return true
   }
   if (socket.destroyed || !socket.readable || !socket.writable) {
@@ -221,7 +221,7 @@ const directUpgrade = (services: Services, connections: Connections, wss: WebSoc
   }
   const credentials = socketCredentials({ url, headers: Headers.fromInput(request.headers) })
   wss.handleUpgrade(request, socket, head, (ws) => {
-    logRequest(101)
+    const upgraded = requestLine(101)
     // Until the connection is made (in a fiber), frames and errors wait here.
     const before: Array<string | Uint8Array> = []
     let error: Error | undefined
@@ -249,6 +249,7 @@ const directUpgrade = (services: Services, connections: Connections, wss: WebSoc
       ))
     run(
       Effect.gen(function* () {
+        yield* upgraded
         const made = yield* lifecycle(services, connections, documentId, query as Query, credentials, true)
         connection = made
         for (const frame of before) made.onFrame(frame)
