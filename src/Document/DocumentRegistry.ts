@@ -201,8 +201,10 @@ const makeSlot = (
     yield* Effect.addFinalizer(() =>
       Effect.gen(function* () {
         Metrics.add(Metrics.documentsLoaded, -1)
-        const rest = mailbox.takeAll()
-        if (rest.length > 0) yield* run(rest).pipe(Effect.uninterruptible, Effect.annotateLogs("documentId", documentId))
+        // Until nothing is left: commands may arrive while the last ones are served (they would be lost unanswered).
+        for (let rest = mailbox.takeAll(); rest.length > 0; rest = mailbox.takeAll()) {
+          yield* run(rest).pipe(Effect.uninterruptible, Effect.annotateLogs("documentId", documentId))
+        }
         mailbox.shutdown()
         yield* Effect.logDebug("document unloaded").pipe(Effect.annotateLogs("documentId", documentId))
       })

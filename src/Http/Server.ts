@@ -118,7 +118,18 @@ function makeNodeServer() {
         const [request, socket, head] = args as [IncomingMessage, Duplex, Buffer]
         upgrades.add(socket)
         socket.once("close", () => upgrades.delete(socket))
-        if (direct.get()?.(request, socket, head) === true) return true
+        // Node takes its own error listener off a socket it hands over for an upgrade: without one, a client that
+        // resets the connection while its answer is written would crash the process.
+        socket.on("error", () => socket.destroy())
+        const handler = direct.get()
+        if (handler !== undefined) {
+          try {
+            if (handler(request, socket, head)) return true
+          } catch {
+            socket.destroy()
+            return true
+          }
+        }
       }
       return emit.apply(this, [event, ...args] as Parameters<typeof emit>)
     } as typeof node.emit

@@ -79,9 +79,12 @@ export type UpgradeHandler = (request: IncomingMessage, socket: Duplex, head: Bu
 export const route = Layer.unwrapScoped(
   Effect.gen(function* () {
     const fibers = yield* FiberSet.make<void>()
-    const connections: Connections = { run: yield* FiberSet.runtime(fibers)<never>(), live: new Set() }
+    const connections: Connections = { run: yield* FiberSet.runtime(fibers)<never>(), live: new Set(), closing: false }
     yield* Effect.addFinalizer(() =>
-      Effect.forEach(connections.live, (finish) => finish, { concurrency: "unbounded", discard: true })
+      Effect.suspend(() => {
+        connections.closing = true
+        return Effect.forEach(connections.live, (finish) => finish, { concurrency: "unbounded", discard: true })
+      })
     )
     const upgrades = yield* Effect.serviceOption(DirectUpgrades)
     if (Option.isSome(upgrades)) {
@@ -99,6 +102,8 @@ export const route = Layer.unwrapScoped(
 interface Connections {
   readonly run: (effect: Effect.Effect<void>) => Fiber.RuntimeFiber<void>
   readonly live: Set<Effect.Effect<void>>
+  /** Set when the route's finalizer starts: a connection made from then on is closed with 1001, not admitted. */
+  closing: boolean
 }
 
 /** What a connection needs of the server. */
@@ -149,9 +154,8 @@ const handle = (request: HttpServerRequest.HttpServerRequest, services: Services
         return socket.runRaw((data) => connection.onFrame(data), {
           onOpen: Effect.suspend(() => {
             const ws = rawWebSocket(netSocket, services.config.maxMessageBytes)
-            // From here on frames come straight from ws: runRaw's listener builds a MessageEvent and checks for a
-            // Blob per frame. runRaw's is the only message listener (it served any frame before this).
-            ws.removeAllListeners("message")
+            // From here on frames come straight from ws (`setup` replaces runRaw's listener, which builds a
+            // MessageEvent and checks for a Blob per frame, and served any frame before this).
             // ws closes the socket itself on a protocol error (a frame over MAX_MESSAGE_BYTES: 1009): the server's close.
             ws.once("error", connection.onError)
             return Effect.zipRight(Deferred.succeed(opened, undefined), connection.setup(ws))
@@ -230,15 +234,19 @@ const directUpgrade = (services: Services, connections: Connections, wss: WebSoc
       error ??= e
     })
     // The socket's end, once admission and join are done (ending waits for them, as runRaw's fiber does on the
-    // router). Its close is listened for at once: a client may close before the connection is made.
+    // router). Listened for at once: a client may close before the connection is made. A protocol error (ws then
+    // closes the socket itself) ends it too, as it ends runRaw on the router.
     let connection: Lifecycle | undefined
     let ready = false
     let closed: number | "normal" | undefined
+    let ended = false
     const endWhenReady = () => {
-      if (ready && closed !== undefined && connection !== undefined) run(connection.ended(closed))
+      if (ended || !ready || closed === undefined || connection === undefined) return
+      ended = true
+      run(connection.ended(closed))
     }
     ws.once("close", (code: number) => {
-      closed = code === 1000 || code === 1006 ? "normal" : code
+      closed ??= code === 1000 || code === 1006 ? "normal" : code
       endWhenReady()
     })
     const run = (effect: Effect.Effect<void>) =>
@@ -253,16 +261,27 @@ const directUpgrade = (services: Services, connections: Connections, wss: WebSoc
         const made = yield* lifecycle(services, connections, documentId, query as Query, credentials, true)
         connection = made
         for (const frame of before) made.onFrame(frame)
-        ws.removeAllListeners("message")
         ws.removeAllListeners("error")
-        ws.on("error", made.onError)
-        if (error !== undefined) made.onError(error)
+        const failed = (e: Error) => {
+          made.onError(e)
+          closed ??= "normal"
+          endWhenReady()
+        }
+        ws.on("error", failed)
+        if (error !== undefined) failed(error)
         yield* made.setup(ws)
       }).pipe(
-        Effect.ensuring(Effect.sync(() => {
-          ready = true
-          endWhenReady()
-        }))
+        Effect.onExit((exit) =>
+          Effect.sync(() => {
+            // A defect in admission or join (an Authorizer that dies, say): close, so that the client reconnects
+            // and the close ends the connection (its scope, its count), as runRaw's end does on the router.
+            if (Exit.isFailure(exit) && !Exit.isInterrupted(exit) && ws.readyState === ws.OPEN) {
+              ws.close(CloseCodes.InternalError, "internal error; reconnect later")
+            }
+            ready = true
+            endWhenReady()
+          })
+        )
       )
     )
   })
@@ -329,14 +348,14 @@ const lifecycle = (
     let connection: SocketConnection | undefined
     let log: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R> = Effect.annotateLogs({ documentId })
     let joined = false
-    let finished = false
+    let finished = connections.closing
     // Frames are served synchronously in the socket's message callback, in arrival order: decoded, answered or
     // turned into a command that goes straight into the document's mailbox. No fiber or queue per frame. Until the
     // join completes they wait here (reading paused past PAUSE_AT).
     const early: Array<string | Uint8Array> = []
     let onFrame = (data: string | Uint8Array): void => {
       early.push(data)
-      if (early.length === PAUSE_AT) raw?.pause()
+      if (early.length >= PAUSE_AT) raw?.pause()
     }
     let raw: WebSocket | undefined
     let wsError: Error | undefined
@@ -370,7 +389,12 @@ const lifecycle = (
     const setup = (ws: WebSocket) =>
       Effect.gen(function* () {
         raw = ws
+        // Frames that came before this (the upgrade's own packet may carry some) may already fill `early`.
+        if (early.length >= PAUSE_AT) ws.pause()
+        ws.removeAllListeners("message")
         ws.on("message", (data: Buffer, isBinary: boolean) => onFrame(isBinary ? data : data.toString()))
+        // The server began shutting down before this connection was made: it is not admitted.
+        if (finished) return ws.close(CloseCodes.GoingAway, CloseCodes.reason[CloseCodes.GoingAway] ?? "going away")
         const open = makeConnection(ws, query.actorId, config)
         connection = open
         const admission = yield* admit(authorizer, credentials, documentId)
@@ -381,7 +405,7 @@ const lifecycle = (
           return open.close(admission.left.code, closeReason(admission.left.message))
         }
         // Shutdown began meanwhile: `finish` has run; do not load the document now.
-        if (finished) return
+        if (finished) return open.close(CloseCodes.GoingAway, CloseCodes.reason[CloseCodes.GoingAway] ?? "going away")
         const { principal, writeDenied } = admission.right
         const refusal = yield* limits.acquire(documentId)
         if (Option.isSome(refusal)) {
@@ -411,7 +435,7 @@ const lifecycle = (
             break
         }
         // Shutdown began during the join: `finish` has run, and frames are no longer served.
-        if (finished) return
+        if (finished) return open.close(CloseCodes.GoingAway, CloseCodes.reason[CloseCodes.GoingAway] ?? "going away")
         joined = true
         yield* Effect.logInfo("client joined", { version: outcome.version, since: query.since ?? null }).pipe(log)
         yield* heartbeat.watch(ws)

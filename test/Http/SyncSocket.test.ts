@@ -2,13 +2,18 @@
  * The WebSocket sync protocol (sections 2, 2.1, 2.2, 2.5) against a real server on port 0 with real clients.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Exit, LogLevel, Scope, Tracer } from "effect"
+import { HttpServer } from "@effect/platform"
+import { Context, Effect, Exit, Layer, LogLevel, Option, Redacted, Scope, Tracer } from "effect"
 import * as net from "node:net"
 import WebSocket from "ws"
 import * as wsModule from "ws"
 import type { ServerConfigShape } from "../../src/Config.js"
 import { connect, type Frame } from "../support/WsClient.js"
+import * as Config from "../../src/Config.js"
 import { defaults } from "../../src/Config.js"
+import { Authorizer } from "../../src/Http/Authorizer.js"
+import * as Server from "../../src/Http/Server.js"
+import { layerMemory } from "../../src/Storage/DocumentStorage.js"
 import { handshakeProblem, makeConnection, textFrame, textFrameHeader } from "../../src/Http/SyncSocket.js"
 import { capture, loggedLine, request, startServer } from "../support/TestServer.js"
 
@@ -415,6 +420,31 @@ describe("WebSocket sync", () => {
       }
       assert.isDefined(state, "a join was refused every time: a connection was left counted")
       assert.deepStrictEqual(state?.presence, [])
+    }))
+
+  it.scoped("on the standalone server: a join whose admission dies is closed with 1011, and the server goes on", () =>
+    Effect.gen(function* () {
+      // An Authorizer with a bug: it dies for one token.
+      const buggy = Layer.succeed(Authorizer, {
+        authenticate: (credentials) =>
+          Option.exists(credentials.token, (token) => Redacted.value(token) === "die")
+            ? Effect.dieMessage("authorizer bug")
+            : Effect.succeed({ subject: "u", role: "admin" as const, documents: "all" as const, expiresAt: Option.none() }),
+        authorize: () => Effect.void
+      })
+      const url = yield* Layer.build(
+        Server.layerWithAuthorizer.pipe(
+          Layer.provide(buggy),
+          Layer.provide(layerMemory),
+          Layer.provide(Config.layer({ port: 0, host: "127.0.0.1", databaseUrl: "memory://", maxConnectionsPerDocument: 1 }))
+        )
+      ).pipe(Effect.map((context) => Server.baseUrl(Context.get(context, HttpServer.HttpServer))))
+      const id = yield* createDocument(url)
+      const dying = yield* connect(url, id, { token: "die" })
+      assert.strictEqual((yield* dying.closed).code, 1011)
+      // Nothing of it is left: the one connection this document allows is free.
+      const next = yield* connect(url, id)
+      assert.strictEqual((yield* next.take("state")).version, 0)
     }))
 
   it("textFrameHeader and textFrame are what ws writes for a server's text frame, at every length encoding", () => {
