@@ -411,8 +411,8 @@ describe("WebSocket sync", () => {
       // The server ends them after their joins; with one connection allowed per document, a leftover would refuse
       // this one (4429), and a leftover member would show in its presence.
       let state: Frame | undefined
-      for (let attempt = 0; attempt < 50 && state === undefined; attempt++) {
-        yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 20)))
+      for (let attempt = 0; attempt < 200 && state === undefined; attempt++) {
+        yield* Effect.promise(() => new Promise((resolve) => setImmediate(resolve)))
         const c = yield* connect(url, id)
         const first = yield* Effect.race(c.take("state"), Effect.map(c.closed, () => undefined))
         if (first !== undefined) state = first
