@@ -207,4 +207,5 @@ const isMultipart = (request: HttpServerRequest.HttpServerRequest): boolean =>
 const isBodyTooLarge = (error: HttpServerError.RequestError): boolean =>
   error.cause instanceof Error && error.cause.message.includes("maxBytes")
 
-const pathOf = (url: string): string => url.split("?", 1)[0] ?? url
+/** A URL without its query string (which may carry a token): what request logs show. */
+export const pathOf = (url: string): string => url.split("?", 1)[0] ?? url

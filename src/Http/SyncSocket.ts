@@ -29,6 +29,7 @@ import * as Metrics from "../Document/Metrics.js"
 import { Authorizer, type AuthorizerShape, type Credentials, type Principal, socketCredentials } from "./Authorizer.js"
 import { Heartbeat } from "./Heartbeat.js"
 import { ConnectionLimits, makeTokenBucket, type TokenBucket } from "./Limits.js"
+import { pathOf } from "./Middleware.js"
 
 export const path = "/ws/documents/:id"
 
@@ -150,24 +151,20 @@ const handle = (request: HttpServerRequest.HttpServerRequest, services: Services
     const opened = yield* Deferred.make<void>()
     const connection = yield* lifecycle(services, connections, documentId, query, socketCredentials(request), false)
     const lifetime = connections.run(
-      Effect.suspend(() => {
-        return socket.runRaw((data) => connection.onFrame(data), {
-          onOpen: Effect.suspend(() => {
-            const ws = rawWebSocket(netSocket, services.config.maxMessageBytes)
-            // From here on frames come straight from ws (`setup` replaces runRaw's listener, which builds a
-            // MessageEvent and checks for a Blob per frame, and served any frame before this).
-            // ws closes the socket itself on a protocol error (a frame over MAX_MESSAGE_BYTES: 1009): the server's close.
-            ws.once("error", connection.onError)
-            return Effect.zipRight(Deferred.succeed(opened, undefined), connection.setup(ws))
-          })
+      socket.runRaw((data) => connection.onFrame(data), {
+        onOpen: Effect.suspend(() => {
+          const ws = rawWebSocket(netSocket, services.config.maxMessageBytes)
+          // From here on frames come straight from ws (`setup` replaces runRaw's listener, which builds a
+          // MessageEvent and checks for a Blob per frame, and served any frame before this).
+          // ws closes the socket itself on a protocol error (a frame over MAX_MESSAGE_BYTES: 1009): the server's close.
+          ws.once("error", connection.onError)
+          return Effect.zipRight(Deferred.succeed(opened, undefined), connection.setup(ws))
         })
       }).pipe(
         Effect.onExit((exit) => connection.ended(clientCloseCode(exit))),
-        // How the socket ended is logged by `ended` ("client left"); anything else is a bug.
+        // How the socket ended is logged by `ended` ("client left"); a socket error ends runRaw as it should.
         Effect.catchAllCause((cause) =>
-          Cause.isInterruptedOnly(cause) || Option.exists(Cause.failureOption(cause), Socket.isSocketError)
-            ? Effect.void
-            : Effect.logError("connection failed", cause).pipe(Effect.annotateLogs({ documentId }))
+          Option.exists(Cause.failureOption(cause), Socket.isSocketError) ? Effect.void : logDefect(cause, documentId)
         )
       )
     )
@@ -250,11 +247,7 @@ const directUpgrade = (services: Services, connections: Connections, wss: WebSoc
       endWhenReady()
     })
     const run = (effect: Effect.Effect<void>) =>
-      connections.run(effect.pipe(
-        Effect.catchAllCause((cause) =>
-          Cause.isInterruptedOnly(cause) ? Effect.void : Effect.logError("connection failed", cause).pipe(Effect.annotateLogs({ documentId }))
-        )
-      ))
+      connections.run(Effect.catchAllCause(effect, (cause) => logDefect(cause, documentId)))
     run(
       Effect.gen(function* () {
         yield* upgraded
@@ -288,6 +281,10 @@ const directUpgrade = (services: Services, connections: Connections, wss: WebSoc
   return true
 }
 
+/** Logs what ended a connection's fiber unexpectedly (a bug); interruption is how a fiber is stopped, not a bug. */
+const logDefect = (cause: Cause.Cause<unknown>, documentId: DocumentId): Effect.Effect<void> =>
+  Cause.isInterruptedOnly(cause) ? Effect.void : Effect.logError("connection failed", cause).pipe(Effect.annotateLogs({ documentId }))
+
 /** How long shutdown waits for a client to answer the server's close frame. */
 const CLOSE_WAIT = Duration.seconds(2)
 
@@ -301,12 +298,6 @@ const closedOrTimeout = (ws: WebSocket): Effect.Effect<void> =>
       ws.off("close", closed)
     })
   }).pipe(Effect.timeoutOption(CLOSE_WAIT), Effect.asVoid)
-
-/** A path without its query string (which may carry a token): what the request log shows. */
-const pathOf = (url: string): string => {
-  const at = url.indexOf("?")
-  return at === -1 ? url : url.slice(0, at)
-}
 
 /** One connection, however its socket arrived: what the server does with its frames, and how it ends. */
 interface Lifecycle {
