@@ -15,6 +15,7 @@ import type { PresenceEntry, StateMessage } from "../Domain/Protocol.js"
 import { type AppendResult, DocumentStorage, StorageError } from "../Storage/DocumentStorage.js"
 import { COMMA, LogTail } from "./LogTail.js"
 import * as Metrics from "./Metrics.js"
+import { RecentOps } from "./RecentOps.js"
 
 /** What the actor needs of a connection. Both methods return at once and never throw. */
 export interface Connection {
@@ -197,7 +198,7 @@ export const load = (
     let deleted = found.value.deletedAt !== null
     let version = yield* storage.latestVersion(documentId)
     let snapshot: Option.Option<Snapshot> = yield* storage.latestSnapshot(documentId)
-    const dedupe = new Map<string, number>()
+    const recent = new RecentOps(DEDUPE_CACHE_SIZE)
     /** The updates after `tail.start`, up to `version`, encoded as in `state` (filled by the first join). */
     const tail = new LogTail(version, settings.logTailBytes)
     /** The snapshot_request in flight, at most one per document. */
@@ -209,18 +210,6 @@ export const load = (
       for (const member of members.values()) {
         if (member.connection !== except) member.connection.send(frame)
       }
-    }
-
-    /** The remembered opIds in insertion order, as a ring: evicting from a Map's front gets slower with every delete. */
-    const remembered: Array<string | undefined> = new Array(DEDUPE_CACHE_SIZE)
-    let next = 0
-    const remember = (opId: string, seq: number) => {
-      if (dedupe.has(opId)) return dedupe.set(opId, seq)
-      const oldest = remembered[next]
-      if (oldest !== undefined) dedupe.delete(oldest)
-      remembered[next] = opId
-      next = (next + 1) % DEDUPE_CACHE_SIZE
-      dedupe.set(opId, seq)
     }
 
     const sendMissed = Effect.gen(function* () {
@@ -390,7 +379,7 @@ export const load = (
       const pending: Array<Update> = []
       const ahead: Array<Update> = []
       for (const command of run) {
-        const known = dedupe.get(command.opId)
+        const known = recent.get(command.opId)
         if (known !== undefined) answer(command, { _tag: "Duplicate", seq: known }, started)
         else if (command.baseVersion > version) ahead.push(command)
         else pending.push(command)
@@ -452,7 +441,7 @@ export const load = (
         const command = pending[i] as Update
         const result = results[i]
         if (result === undefined) continue
-        remember(command.opId, result.seq)
+        recent.remember(command.opId, result.seq)
         if (result.duplicate) {
           answer(command, { _tag: "Duplicate", seq: result.seq }, started)
           continue
