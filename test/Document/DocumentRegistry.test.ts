@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Deferred, Duration, Effect, Exit, Fiber, Option, Scope, TestClock } from "effect"
+import { Deferred, Duration, Effect, Exit, Fiber, Layer, Option, Scope, TestClock } from "effect"
 import type { DocumentId } from "../../src/Domain/Document.js"
 import * as DocumentActor from "../../src/Document/DocumentActor.js"
 import { DocumentRegistry } from "../../src/Document/DocumentRegistry.js"
@@ -395,4 +395,46 @@ describe("DocumentRegistry", () => {
         Array.from({ length: 30 }, (_, i) => i + 1)
       )
     }).pipe(Effect.scoped, Effect.provide(registryLayer({ mailboxCapacity: 2, maxBatchSize: 3 }))))
+  it.effect("unloading serves what is queued, and also commands that arrive while it serves them", () => {
+    // Every append waits at a gate of its own, opened by the test.
+    const gates: Array<Deferred.Deferred<void>> = []
+    const storage = wrapStorage((inner) => ({
+      append: (id, updates) =>
+        Effect.flatMap(Deferred.make<void>(), (gate) => {
+          gates.push(gate)
+          return Effect.zipRight(Deferred.await(gate), inner.append(id, updates))
+        })
+    }))
+    const appends = (n: number) => Effect.repeat(Effect.yieldNow(), { until: () => gates.length >= n })
+    return Effect.gen(function* () {
+      const registryScope = yield* Scope.make()
+      const context = yield* Layer.buildWithScope(registryLayer({}, storage), registryScope)
+      const id = yield* Effect.provide(createDocument, context)
+      const a = recordingConnection()
+      const [, session] = yield* Effect.provide(join(id, a), context)
+      const first = yield* submit(session, a, "op-1")
+      yield* appends(1)
+      // Queued behind the batch in hand when the registry starts closing.
+      const queued = yield* submit(session, a, "op-2")
+      const closing = yield* Effect.fork(Scope.close(registryScope, Exit.void))
+      // Every fiber that can run runs (no timers involved): the close reaches the document, whose fiber is then
+      // stopped after the batch in hand, so op-2 is left to the unloading.
+      yield* Effect.repeatN(Effect.yieldNow(), 50)
+      yield* Deferred.succeed(gates[0]!, undefined)
+      yield* appends(2)
+      // Arrives while the unloading document serves op-2.
+      const late = yield* submit(session, a, "op-3")
+      yield* Deferred.succeed(gates[1]!, undefined)
+      yield* appends(3)
+      yield* Deferred.succeed(gates[2]!, undefined)
+      yield* Fiber.join(closing)
+      assert.deepStrictEqual(
+        yield* Effect.forEach([first, queued, late], (done) =>
+          Effect.flatMap(Deferred.poll(done), (outcome) =>
+            Option.isSome(outcome) ? outcome.value : Effect.succeed<DocumentActor.UpdateOutcome | "unanswered">("unanswered"))
+        ),
+        [{ _tag: "Stored", seq: 1 }, { _tag: "Stored", seq: 2 }, { _tag: "Stored", seq: 3 }]
+      )
+    }).pipe(Effect.scoped)
+  })
 })
