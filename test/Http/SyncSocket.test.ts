@@ -3,7 +3,7 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { HttpServer } from "@effect/platform"
-import { Context, Effect, Exit, Layer, LogLevel, Option, Redacted, Scope, Tracer } from "effect"
+import { Context, Deferred, Effect, Exit, Layer, LogLevel, Option, Redacted, Scope, Tracer } from "effect"
 import * as net from "node:net"
 import WebSocket from "ws"
 import * as wsModule from "ws"
@@ -391,6 +391,66 @@ describe("WebSocket sync", () => {
       assert.include(badQuery, JSON.stringify({ message: "since must be a non-negative integer" }))
       yield* Effect.promise(() => new Promise((resolve) => setImmediate(resolve)))
       assert.match(lines.join("\n"), new RegExp(`^GET /ws/documents/${id} 400 \\d+ms`, "m"))
+    }))
+
+  it.scoped("frames sent while the join waits stop being read past a limit, and are all served once it is joined", () =>
+    Effect.gen(function* () {
+      // Admission of the token "wait" waits until the test lets it go.
+      const admitted = yield* Deferred.make<void>()
+      const slow = Layer.succeed(Authorizer, {
+        authenticate: (credentials) =>
+          Effect.as(
+            Option.exists(credentials.token, (token) => Redacted.value(token) === "wait") ? Deferred.await(admitted) : Effect.void,
+            { subject: "u", role: "admin" as const, documents: "all" as const, expiresAt: Option.none() }
+          ),
+        authorize: () => Effect.void
+      })
+      const url = yield* Layer.build(
+        Server.layerWithAuthorizer.pipe(
+          Layer.provide(slow),
+          Layer.provide(layerMemory),
+          Layer.provide(Config.layer({ port: 0, host: "127.0.0.1", databaseUrl: "memory://" }))
+        )
+      ).pipe(Effect.map((context) => Server.baseUrl(Context.get(context, HttpServer.HttpServer))))
+      const id = yield* createDocument(url)
+      const client = yield* connect(url, id, { token: "wait" })
+      // Enough small frames to reach the limit (1,024), then 24 MB more: more than the kernel's buffers hold.
+      const pings = 1100
+      for (let i = 0; i < pings; i++) client.ws.send(JSON.stringify({ type: "ping" }))
+      const big = JSON.stringify({ type: "ping", pad: "x".repeat(1024 * 1024) })
+      for (let i = 0; i < 24; i++) client.ws.send(big)
+      // Client and server share this event loop: a server that kept reading would empty the client's buffer here.
+      const turn = Effect.promise(() => new Promise((resolve) => setImmediate(resolve)))
+      yield* Effect.repeat(turn, { while: () => client.ws.bufferedAmount > 0, times: 5000 })
+      assert.isAbove(client.ws.bufferedAmount, 4 * 1024 * 1024, "the server stopped reading")
+      yield* Deferred.succeed(admitted, undefined)
+      assert.strictEqual((yield* client.take("state")).type, "state")
+      // Reading resumed: every frame is answered, in order, after the state.
+      yield* Effect.forEach(Array.from({ length: pings + 24 }), () => client.take(), { discard: true })
+      assert.strictEqual(client.ws.bufferedAmount, 0)
+      assert.strictEqual(client.of("pong").length, client.frames.length - 1)
+    }))
+
+  it.scoped("an upgrade whose client resets the connection while it is answered does not take the server down", () =>
+    Effect.gen(function* () {
+      const url = yield* startServer()
+      const id = yield* createDocument(url)
+      const port = Number(new URL(url).port)
+      // A bad handshake is answered with a 400 on the upgraded socket, which Node hands over with no error listener:
+      // the client's reset makes that write fail.
+      const resetWhileAnswered = Effect.async<void>((resume) => {
+        const socket = net.connect(port, "127.0.0.1", () => {
+          socket.write(`GET /ws/documents/${id}?since=soon HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n`)
+          socket.resetAndDestroy()
+        })
+        socket.on("error", () => {})
+        socket.on("close", () => resume(Effect.void))
+      })
+      yield* Effect.forEach(Array.from({ length: 50 }), () => resetWhileAnswered, { concurrency: 10, discard: true })
+      // Let the server read the resets and fail its writes.
+      yield* Effect.forEach(Array.from({ length: 20 }), () => Effect.promise(() => new Promise((resolve) => setImmediate(resolve))), { discard: true })
+      const c = yield* connect(url, id)
+      assert.strictEqual((yield* c.take("state")).type, "state")
     }))
 
   it.scoped("on the standalone server: clients that close before their join completes leave no member and no count behind", () =>
