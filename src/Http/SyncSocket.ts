@@ -91,7 +91,8 @@ export const route = Layer.unwrapScoped(
     if (Option.isSome(upgrades)) {
       // The standalone server builds this Layer with the services below it (a mount provides them per request).
       const services = yield* environment
-      const wss = new WebSocketServer({ noServer: true, maxPayload: services.config.maxMessageBytes })
+      // No client tracking: connections are the route's (`connections.live`); ws's own Set would hold each one again.
+      const wss = new WebSocketServer({ noServer: true, clientTracking: false, maxPayload: services.config.maxMessageBytes })
       upgrades.value.set(directUpgrade(services, connections, wss))
       yield* Effect.addFinalizer(() => Effect.sync(() => upgrades.value.set(undefined)))
     }
