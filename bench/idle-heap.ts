@@ -1,9 +1,11 @@
 /**
  * The live memory of idle WebSocket connections: starts docsync (`--dist`, default `dist/`, from `npm run build`)
- * with `bench/gc-probe.cjs` on memory:// storage, opens `--connections` sockets over 200 documents, and reads the
- * heap and RSS after full GCs before and after. Complements the idle scenario, whose RSS includes uncollected garbage.
+ * with `bench/gc-probe.cjs` on memory:// storage, opens `--connections` sockets over `--documents` documents, and reads
+ * the heap and RSS after full GCs before and after. Complements the idle scenario, whose RSS includes uncollected
+ * garbage. Also reports what a loaded document holds: the heap before and after the documents are first joined and
+ * left (they stay loaded, each waiting out DOCUMENT_IDLE_MS), which includes the code those first joins warmed up.
  *
- *   npm run build && node --import tsx bench/idle-heap.ts [--connections 2000] [--dist dist]
+ *   npm run build && node --import tsx bench/idle-heap.ts [--connections 2000] [--documents 200] [--dist dist]
  */
 import { spawn } from "node:child_process"
 import { join, resolve } from "node:path"
@@ -12,6 +14,7 @@ import { num, parseFlags, sleep, str } from "./lib.js"
 
 const flags = parseFlags(process.argv.slice(2))
 const connections = num(flags, "connections", 2000)
+const documents = num(flags, "documents", 200)
 const dist = resolve(str(flags, "dist", "dist"))
 const port = 20_000 + Math.floor(Math.random() * 10_000)
 const server = spawn(process.execPath, ["--expose-gc", "-r", join(import.meta.dirname, "gc-probe.cjs"), join(dist, "main.js")], {
@@ -45,7 +48,7 @@ try {
     await sleep(100)
   }
   const ids: Array<string> = []
-  for (let i = 0; i < 200; i++) {
+  for (let i = 0; i < documents; i++) {
     const reply = await fetch(`${base}/api/v1/documents`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ title: `d${i}` }) })
     ids.push(((await reply.json()) as { id: string }).id)
   }
@@ -54,6 +57,7 @@ try {
     ws.on("message", (data) => { if (String(data).includes('"type":"state"')) done(ws) })
     ws.on("error", fail)
   })
+  const unloaded = await measure()
   // One round opened and closed first, so that documents are loaded and code is warm in both measurements.
   const warm = await Promise.all(ids.map(open))
   for (const ws of warm) ws.close()
@@ -66,6 +70,8 @@ try {
   await sleep(1000)
   const after = await measure()
   const per = (key: keyof Memory) => ((after[key] - before[key]) / connections / 1024).toFixed(1)
+  const perDocument = (key: keyof Memory) => ((before[key] - unloaded[key]) / ids.length / 1024).toFixed(1)
+  console.log(`${ids.length} documents loaded (and the code they warmed), per document after full GCs: heap ${perDocument("heapUsed")} KB, RSS ${perDocument("rss")} KB`)
   console.log(`${connections} idle connections, per connection after full GCs: heap ${per("heapUsed")} KB, RSS ${per("rss")} KB`)
   for (const ws of sockets) ws.terminate()
 } finally {
