@@ -6,13 +6,13 @@
  * mailbox drained by one fiber, which is what serialises a document without locks. The actor never blocks on a
  * connection: `Connection.send` returns at once (a connection that falls too far behind closes itself).
  */
-import { Clock, Effect, Option } from "effect"
+import { Cause, Clock, Effect, Exit, Option } from "effect"
 import * as Base64 from "../Domain/Base64.js"
 import * as CloseCodes from "../Domain/CloseCodes.js"
 import type { DocumentId, Snapshot, StoredUpdate } from "../Domain/Document.js"
 import { type UpdateOut, updateOut } from "../Domain/Document.js"
 import type { PresenceEntry, StateMessage } from "../Domain/Protocol.js"
-import { type AppendResult, DocumentStorage, StorageError } from "../Storage/DocumentStorage.js"
+import { type AppendResult, DocumentStorage, inOrderAppends, StorageError } from "../Storage/DocumentStorage.js"
 import { COMMA, LogTail } from "./LogTail.js"
 import * as Metrics from "./Metrics.js"
 import { RecentOps } from "./RecentOps.js"
@@ -158,7 +158,23 @@ export interface CheckIdle {
   readonly connection: Connection
 }
 
-export type Command = Join | Leave | Update | ReadUpdates | Delete | SubmitSnapshot | Presence | CheckIdle
+/**
+ * The outcome of a batch of updates whose append the actor did not wait for (storage that commits a document's
+ * appends in order: see `inOrderAppends`). It comes back through the mailbox, in the order the appends were made.
+ */
+export interface Appended {
+  readonly _tag: "Appended"
+  /** The actor's record of the batch: an actor applies only its own batches. */
+  readonly batch: object
+  readonly exit: Exit.Exit<ReadonlyArray<AppendResult>, StorageError>
+  /**
+   * Answers the batch's updates from `exit` alone (acks for what was stored, failures otherwise), for when the
+   * actor that sent it is gone: it crashed, and a rebuilt one relays from storage what its members missed.
+   */
+  readonly orphaned: () => void
+}
+
+export type Command = Join | Leave | Update | ReadUpdates | Delete | SubmitSnapshot | Presence | CheckIdle | Appended
 
 /** Timing and thresholds the actor applies. */
 export interface ActorSettings {
@@ -173,9 +189,21 @@ export interface ActorSettings {
 }
 
 export interface DocumentActor {
-  /** Handles commands in order; consecutive updates are stored in one transaction (group commit). */
+  /**
+   * Handles commands in order; consecutive updates are stored in one transaction (group commit). On storage that
+   * commits a document's appends in order, a batch of updates is sent without waiting for the previous one to
+   * commit; its outcome comes back as an `Appended` command, and every other kind of command waits (inside the
+   * actor) until the batches before it are applied, so that it sees the document as its clients do.
+   */
   readonly handle: (commands: ReadonlyArray<Command>) => Effect.Effect<void>
+  /** Whether batches are in flight (an `Appended` will come for each) or commands wait for them. */
+  readonly busy: () => boolean
+  /** Takes the commands waiting for batches in flight, for a supervisor that drops this actor (they are failed). */
+  readonly abandon: () => ReadonlyArray<Command>
 }
+
+/** Most batches of a document in flight at once on storage that commits in order (see `DocumentActor.handle`). */
+const MAX_BATCHES_IN_FLIGHT = 8
 
 /** Most opIds remembered in memory; older ones are still found in storage. */
 export const DEDUPE_CACHE_SIZE = 10_000
@@ -188,7 +216,9 @@ export const DEDUPE_CACHE_SIZE = 10_000
 export const load = (
   documentId: DocumentId,
   members: Members,
-  settings: ActorSettings
+  settings: ActorSettings,
+  /** Puts an `Appended` into the document's mailbox whatever its fill (false once it is shut down). */
+  deliver: (appended: Appended) => boolean
 ): Effect.Effect<Option.Option<DocumentActor>, StorageError, DocumentStorage> =>
   Effect.gen(function* () {
     const storage = yield* DocumentStorage
@@ -399,37 +429,66 @@ export const load = (
       return Effect.zipRight(checkAhead, Effect.suspend(() => commit(pending, started)))
     }
 
+    /** Appends without a fiber, in order, where the storage allows it (SQLite's commit worker). */
+    const appendInOrder = inOrderAppends.get(storage.append)
+    /** Batches sent and not applied yet, oldest first (only with `appendInOrder`). */
+    const inFlight: Array<InFlight> = []
+    /** Commands that wait for `inFlight` to be applied (or for room in it), in arrival order. */
+    let held: Array<Command> = []
+
     const commit = (pending: ReadonlyArray<Update>, started: bigint): Effect.Effect<void> => {
       const committing = clock.unsafeCurrentTimeNanos()
+      if (appendInOrder !== undefined) {
+        const batch: InFlight = { pending, started, committing }
+        inFlight.push(batch)
+        appendInOrder(documentId, pending, (exit) => {
+          const appended: Appended = { _tag: "Appended", batch, exit, orphaned: () => answerFrom(exit, pending) }
+          if (!deliver(appended)) appended.orphaned()
+        })
+        return Effect.void
+      }
+      // (A defect is not an outcome: it ends the batch as a crash, for the supervisor.)
       return Effect.matchEffect(storage.append(documentId, pending), {
-        onFailure: (error) => {
-          for (const command of pending) {
-            answer(command, { _tag: "Failed", message: "storage failed; retry with the same opId" }, started)
-          }
-          return Effect.gen(function* () {
-            yield* Effect.logWarning("append failed; nothing acked", error.message)
-            // The transaction may have committed before the failure was reported: catch up from storage.
-            version = yield* storage.latestVersion(documentId).pipe(Effect.orElseSucceed(() => version))
-            tail.reset(version)
-            yield* Effect.ignore(sendMissed)
-          })
-        },
-        onSuccess: (results) => {
-          // Seqs that do not follow on from `version`: something was committed that this actor did not relay (an
-          // earlier batch reported failed, by a timeout, but committed later). Relay it first, or members would
-          // see a gap and the log tail would be misnumbered.
-          const first = results.find((result) => !result.duplicate)
-          if (first === undefined || first.seq === version + 1) {
-            return Effect.sync(() => stored(pending, results, started, committing))
-          }
-          return Effect.gen(function* () {
-            yield* Effect.logWarning("the log moved past this actor (a failed batch committed late); relaying it")
-            version = first.seq - 1
-            tail.reset(version)
-            yield* Effect.ignore(sendMissed)
-            stored(pending, results, started, committing)
-          })
+        onFailure: (error) => applyAppend(Exit.fail(error), pending, started, committing),
+        onSuccess: (results) => applyAppend(Exit.succeed(results), pending, started, committing)
+      })
+    }
+
+    /** Acks, broadcasts and remembers a batch's outcome, or fails its updates and catches up with storage. */
+    const applyAppend = (
+      exit: Exit.Exit<ReadonlyArray<AppendResult>, StorageError>,
+      pending: ReadonlyArray<Update>,
+      started: bigint,
+      committing: bigint
+    ): Effect.Effect<void> => {
+      if (Exit.isFailure(exit)) {
+        for (const command of pending) {
+          answer(command, { _tag: "Failed", message: "storage failed; retry with the same opId" }, started)
         }
+        return Effect.gen(function* () {
+          const error = Cause.failureOption(exit.cause)
+          yield* Effect.logWarning("append failed; nothing acked", Option.isSome(error) ? error.value.message : Cause.pretty(exit.cause))
+          // The transaction may have committed before the failure was reported: catch up from storage. (So may
+          // later batches in flight: `stored` does not relay again what this sends.)
+          version = yield* storage.latestVersion(documentId).pipe(Effect.orElseSucceed(() => version))
+          tail.reset(version)
+          yield* Effect.ignore(sendMissed)
+        })
+      }
+      const results = exit.value
+      // Seqs that skip past `version`: something was committed that this actor did not relay (an earlier batch
+      // reported failed, by a timeout, but committed later). Relay it first, or members would see a gap and the
+      // log tail would be misnumbered.
+      const first = results.find((result) => !result.duplicate)
+      if (first === undefined || first.seq <= version + 1) {
+        return Effect.sync(() => stored(pending, results, started, committing))
+      }
+      return Effect.gen(function* () {
+        yield* Effect.logWarning("the log moved past this actor (a failed batch committed late); relaying it")
+        version = first.seq - 1
+        tail.reset(version)
+        yield* Effect.ignore(sendMissed)
+        stored(pending, results, started, committing)
       })
     }
 
@@ -444,6 +503,11 @@ export const load = (
         recent.remember(command.opId, result.seq)
         if (result.duplicate) {
           answer(command, { _tag: "Duplicate", seq: result.seq }, started)
+          continue
+        }
+        // Already relayed from storage by a catch-up (a batch before it failed while it was in flight).
+        if (result.seq <= version) {
+          answer(command, { _tag: "Stored", seq: result.seq }, started)
           continue
         }
         version = result.seq
@@ -487,7 +551,7 @@ export const load = (
         command.reply({ _tag: "Deleted" })
       })
 
-    const one = (command: Exclude<Command, Update>): Effect.Effect<void, StorageError> => {
+    const one = (command: Exclude<Command, Update | Appended>): Effect.Effect<void, StorageError> => {
       switch (command._tag) {
         case "Join":
           return join(command)
@@ -506,12 +570,50 @@ export const load = (
       }
     }
 
-    const handle = (commands: ReadonlyArray<Command>) =>
+    /** Applies the outcome of the oldest batch in flight (or answers one sent by an actor that is gone). */
+    const appended = (command: Appended): Effect.Effect<void> => {
+      const at = inFlight.indexOf(command.batch as InFlight)
+      if (at < 0) {
+        // Sent by an actor that crashed (this one was rebuilt since): acked from its outcome, and what it stored
+        // after this actor loaded is relayed from storage, ahead of this actor's own batches (sent later).
+        command.orphaned()
+        const last = Exit.isSuccess(command.exit) ? Math.max(0, ...command.exit.value.map((result) => result.seq)) : 0
+        if (last <= version) return Effect.void
+        return Effect.suspend(() => {
+          version = last
+          tail.reset(version)
+          return Effect.ignore(sendMissed)
+        })
+      }
+      if (at > 0) return Effect.dieMessage("append outcomes arrived out of order")
+      const batch = inFlight.shift() as InFlight
+      return applyAppend(command.exit, batch.pending, batch.started, batch.committing)
+    }
+
+    const handle = (commands: ReadonlyArray<Command>): Effect.Effect<void> =>
       Effect.gen(function* () {
         let i = 0
         while (i < commands.length) {
           const command = commands[i] as Command
-          if (command._tag === "Update") {
+          if (command._tag === "Appended") {
+            i++
+            yield* appended(command)
+            // What waited for it, before the rest of this batch (which came later).
+            if (held.length > 0) {
+              const waiting = held
+              held = []
+              yield* handle(waiting)
+            }
+          } else if (held.length > 0) {
+            // Behind a command that waits: in order, so it waits too.
+            held.push(command)
+            i++
+          } else if (command._tag === "Update") {
+            if (inFlight.length >= MAX_BATCHES_IN_FLIGHT) {
+              held.push(command)
+              i++
+              continue
+            }
             const run: Array<Update> = []
             while (i < commands.length) {
               const next = commands[i] as Command
@@ -522,6 +624,10 @@ export const load = (
             yield* updateRun(run).pipe(
               Effect.catchAll((error) => Effect.sync(() => run.forEach((update) => fail(update, error.message))))
             )
+          } else if (inFlight.length > 0) {
+            // It sees the document once the updates before it are applied.
+            held.push(command)
+            i++
           } else {
             i++
             yield* one(command).pipe(Effect.catchAll((error) => Effect.sync(() => fail(command, error.message))))
@@ -529,7 +635,15 @@ export const load = (
         }
       })
 
-    return Option.some({ handle })
+    return Option.some({
+      handle,
+      busy: () => inFlight.length > 0 || held.length > 0,
+      abandon: () => {
+        const waiting = held
+        held = []
+        return waiting
+      }
+    })
   })
 
 /** Answers a command that could not be served (storage failed, or the actor crashed while serving it). */
@@ -543,6 +657,8 @@ const settle = (
   outcome: { readonly _tag: "Failed"; readonly message: string } | { readonly _tag: "NotFound" }
 ): void => {
   switch (command._tag) {
+    case "Appended":
+      return command.orphaned()
     case "Leave":
       return command.reply()
     case "Presence":
@@ -554,6 +670,28 @@ const settle = (
     case "Delete":
     case "Snapshot":
       return command.reply(outcome)
+  }
+}
+
+/** A batch of updates sent to storage and not applied yet. */
+interface InFlight {
+  readonly pending: ReadonlyArray<Update>
+  readonly started: bigint
+  readonly committing: bigint
+}
+
+/** Answers a batch's updates from its append's outcome alone (no broadcast, no actor state). */
+const answerFrom = (exit: Exit.Exit<ReadonlyArray<AppendResult>, StorageError>, pending: ReadonlyArray<Update>): void => {
+  for (let i = 0; i < pending.length; i++) {
+    const command = pending[i] as Update
+    const result = Exit.isSuccess(exit) ? exit.value[i] : undefined
+    const outcome: UpdateOutcome = result === undefined
+      ? { _tag: "Failed", message: "storage failed; retry with the same opId" }
+      : result.duplicate
+      ? { _tag: "Duplicate", seq: result.seq }
+      : { _tag: "Stored", seq: result.seq }
+    command.reply(outcome)
+    Metrics.add(Metrics.updates, 1, outcomeTags[outcome._tag])
   }
 }
 

@@ -166,17 +166,19 @@ const makeSlot = (
     const members: DocumentActor.Members = new Map()
     let actor: Option.Option<DocumentActor.DocumentActor> = Option.none()
 
-    // Supervision: answer what was in flight, drop the actor's state and rebuild it from storage next time.
+    // Supervision: answer what was in flight, drop the actor's state and rebuild it from storage next time. (Batches
+    // still being stored come back as `Appended` and are answered from their outcome: see DocumentActor.Appended.)
     const crashed = (cause: Cause.Cause<never>, commands: ReadonlyArray<DocumentActor.Command>) =>
       Effect.suspend(() => {
-        for (const command of commands) DocumentActor.fail(command, "internal error; retry with the same opId")
+        const waiting = Option.match(actor, { onNone: () => [], onSome: (dropped) => dropped.abandon() })
+        for (const command of [...commands, ...waiting]) DocumentActor.fail(command, "internal error; retry with the same opId")
         actor = Option.none()
         return Effect.logError("document actor crashed; it will be rebuilt from storage", Cause.pretty(cause))
       })
 
     const load = (commands: ReadonlyArray<DocumentActor.Command>) =>
       Effect.gen(function* () {
-        const loaded = yield* DocumentActor.load(documentId, members, settings).pipe(Effect.exit)
+        const loaded = yield* DocumentActor.load(documentId, members, settings, mailbox.unsafeOfferAlways).pipe(Effect.exit)
         if (Exit.isFailure(loaded)) {
           yield* Effect.logError("document failed to load", loaded.cause)
           for (const command of commands) DocumentActor.fail(command, "the document could not be loaded; retry")
@@ -201,8 +203,12 @@ const makeSlot = (
     yield* Effect.addFinalizer(() =>
       Effect.gen(function* () {
         Metrics.add(Metrics.documentsLoaded, -1)
-        // Until nothing is left: commands may arrive while the last ones are served (they would be lost unanswered).
-        for (let rest = mailbox.takeAll(); rest.length > 0; rest = mailbox.takeAll()) {
+        // Until nothing is left: commands may arrive while the last ones are served (they would be lost unanswered),
+        // and batches still being stored come back as commands (bounded by the storage's timeout).
+        while (true) {
+          let rest = mailbox.takeAll()
+          if (rest.length === 0 && Option.isSome(actor) && actor.value.busy()) rest = yield* mailbox.take
+          if (rest.length === 0) break
           yield* run(rest).pipe(Effect.uninterruptible, Effect.annotateLogs("documentId", documentId))
         }
         mailbox.shutdown()

@@ -17,6 +17,11 @@ export interface Mailbox<A> {
   readonly unsafeOffer: (item: A) => boolean
   /** Puts an item in, waiting while the mailbox is full. Interrupted once the mailbox is shut down. */
   readonly offer: (item: A) => Effect.Effect<void>
+  /**
+   * Puts an item in whatever the mailbox holds, ahead of waiting senders (false once shut down): for the actor's
+   * own results, which must never wait or be dropped (there are at most a few per document).
+   */
+  readonly unsafeOfferAlways: (item: A) => boolean
   /** Puts items in, in order, waiting while the mailbox is full. Interrupted once the mailbox is shut down. */
   readonly offerAll: (items: Iterable<A>) => Effect.Effect<void>
   /**
@@ -123,6 +128,12 @@ export const make = <A>(capacity: number, maxBatch: number): Mailbox<A> => {
 
   return {
     unsafeOffer,
+    unsafeOfferAlways: (item) => {
+      if (closed) return false
+      items.push(item)
+      wake()
+      return true
+    },
     offer: (item) => Effect.suspend(() => (closed ? Effect.interrupt : unsafeOffer(item) ? Effect.void : waitForRoom([item]))),
     offerAll,
     take,

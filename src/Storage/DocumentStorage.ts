@@ -2,7 +2,7 @@
  * DocumentStorage: where documents, their update logs and snapshots live. One interface, several Layers:
  * `layerMemory` here, SQLite and PostgreSQL in `SqlDocumentStorage`. Every failure is a `StorageError`.
  */
-import { Context, Data, Duration, Effect, FiberId, Layer, Option, type Scope } from "effect"
+import { Context, Data, Duration, Effect, type Exit, FiberId, Layer, Option, type Scope } from "effect"
 import { type Document, type DocumentId, newDocument, type Snapshot, type StoredUpdate } from "../Domain/Document.js"
 
 /** The storage backend failed; nothing of the failed call was stored. */
@@ -202,6 +202,26 @@ export const makeMemory: Effect.Effect<DocumentStorageShape> = Effect.gen(functi
  * @internal
  */
 export const boundsItself = new WeakSet<object>()
+
+/**
+ * `append` for a storage that commits each document's appends in the order they are made, started without a fiber:
+ * `done` is called once with the outcome, in the order the appends were made, and within the storage's own
+ * timeout (such an `append` is also in `boundsItself`).
+ * @internal
+ */
+export type AppendInOrder = (
+  id: DocumentId,
+  updates: ReadonlyArray<NewUpdate>,
+  done: (exit: Exit.Exit<ReadonlyArray<AppendResult>, StorageError>) => void
+) => void
+
+/**
+ * The `AppendInOrder` of a storage's `append`, for the storages that have one (SQLite's commit worker): on them a
+ * document actor sends its next batch while the previous one commits. PostgreSQL, with a pool of connections, may
+ * commit two appends of a document in either order; memory:// needs no overlap. Not part of the public API.
+ * @internal
+ */
+export const inOrderAppends = new WeakMap<object, AppendInOrder>()
 
 /**
  * Bounds every call of `storage` by `timeout` (by the Effect `Clock`): a call still running then fails with a

@@ -14,9 +14,9 @@
 import { createRequire } from "node:module"
 import { pathToFileURL } from "node:url"
 import { Worker } from "node:worker_threads"
-import { Clock, Effect, type Scope } from "effect"
+import { Effect, Exit, type Scope } from "effect"
 import type { DocumentId, Snapshot, StoredUpdate } from "../Domain/Document.js"
-import { type AppendResult, boundsItself, type NewUpdate, StorageError } from "./DocumentStorage.js"
+import { type AppendResult, boundsItself, inOrderAppends, type NewUpdate, StorageError } from "./DocumentStorage.js"
 import type { TableNames } from "./Migrations.js"
 
 export interface SqliteLog {
@@ -70,7 +70,7 @@ interface Request {
   /** When it was asked for, by the wall clock (its timeout). */
   readonly since: number
   /** Answers it, once (a timed-out request may be answered again by its transaction). */
-  readonly resume: (effect: Effect.Effect<unknown, StorageError>) => void
+  readonly resume: (exit: Exit.Exit<unknown, StorageError>) => void
 }
 
 /** The worker's answer to one transaction: a result per batch, or why the whole transaction failed. */
@@ -85,6 +85,8 @@ type Reply =
 /** Opens the log on a database `layerSqlite` has already opened and migrated. */
 export const make = (options: SqliteLogOptions): Effect.Effect<SqliteLog, StorageError, Scope.Scope> =>
   Effect.gen(function* () {
+    // When each update was stored (its `created_at`), by the Effect clock (so `TestClock` in tests).
+    const clock = yield* Effect.clock
     const reader = yield* Effect.acquireRelease(
       Effect.try({
         try: () => new BetterSqlite3(options.filename),
@@ -109,7 +111,7 @@ export const make = (options: SqliteLogOptions): Effect.Effect<SqliteLog, Storag
     let lastTransaction: number | undefined
 
     const failAll = (batch: ReadonlyArray<Request>, cause: unknown) => {
-      for (const request of batch) request.resume(Effect.fail(new StorageError({ operation: operationOf(request), cause })))
+      for (const request of batch) request.resume(Exit.fail(new StorageError({ operation: operationOf(request), cause })))
     }
 
     const settle = (reply: Reply) => {
@@ -124,8 +126,8 @@ export const make = (options: SqliteLogOptions): Effect.Effect<SqliteLog, Storag
           const result = reply.results[i]
           request.resume(
             result !== undefined && "ok" in result
-              ? Effect.succeed(result.ok)
-              : Effect.fail(new StorageError({ operation: operationOf(request), cause: result?.error ?? "no result" }))
+              ? Exit.succeed(result.ok)
+              : Exit.fail(new StorageError({ operation: operationOf(request), cause: result?.error ?? "no result" }))
           )
         })
       } else {
@@ -237,39 +239,47 @@ export const make = (options: SqliteLogOptions): Effect.Effect<SqliteLog, Storag
           timer = setTimeout(expire, Math.min(left, MAX_TIMER_MILLIS)).unref()
           return
         }
-        request.resume(Effect.fail(new StorageError({ operation: operationOf(request), cause: `no answer within ${options.timeoutMillis} ms` })))
+        request.resume(Exit.fail(new StorageError({ operation: operationOf(request), cause: `no answer within ${options.timeoutMillis} ms` })))
       }
       // What was not posted yet will never be: only a transaction already with the worker can still commit.
       pending = pending.filter((request) => outstanding.has(request))
     }
 
+    /** Queues a write for the next message to the worker; `done` gets its outcome once. */
+    const submitThen = (id: DocumentId, write: Request["write"], done: (exit: Exit.Exit<unknown, StorageError>) => void) => {
+      const request: Request = {
+        id,
+        write,
+        since: Date.now(),
+        resume: (exit) => {
+          if (outstanding.delete(request)) done(exit)
+        }
+      }
+      outstanding.add(request)
+      // Unref'd: the worker keeps the process alive while a transaction is in flight; this timer need not.
+      timer ??= setTimeout(expire, Math.min(options.timeoutMillis, MAX_TIMER_MILLIS)).unref()
+      pending.push(request)
+      // Posted after the rest of this turn of the event loop: every socket read in the turn has reached
+      // its actor by then.
+      if (!scheduled) {
+        scheduled = true
+        setImmediate(flush)
+      }
+    }
+
     const submit = (id: DocumentId, write: Request["write"]) =>
-      Effect.async<unknown, StorageError>((resume) => {
-        const request: Request = {
-          id,
-          write,
-          since: Date.now(),
-          resume: (effect) => {
-            if (outstanding.delete(request)) resume(effect)
-          }
-        }
-        outstanding.add(request)
-        // Unref'd: the worker keeps the process alive while a transaction is in flight; this timer need not.
-        timer ??= setTimeout(expire, Math.min(options.timeoutMillis, MAX_TIMER_MILLIS)).unref()
-        pending.push(request)
-        // Posted after the rest of this turn of the event loop: every socket read in the turn has reached
-        // its actor by then.
-        if (!scheduled) {
-          scheduled = true
-          setImmediate(flush)
-        }
-      })
+      Effect.async<unknown, StorageError>((resume) => submitThen(id, write, resume))
 
     const append = (id: DocumentId, updates: ReadonlyArray<NewUpdate>) =>
-      Effect.flatMap(Clock.currentTimeMillis, (at) =>
-        submit(id, { op: "append", at, updates }) as Effect.Effect<ReadonlyArray<AppendResult>, StorageError>)
+      Effect.suspend(() =>
+        submit(id, { op: "append", at: clock.unsafeCurrentTimeMillis(), updates }) as Effect.Effect<ReadonlyArray<AppendResult>, StorageError>
+      )
     const putSnapshot = (id: DocumentId, snapshot: Snapshot) =>
       Effect.asVoid(submit(id, { op: "snapshot", version: snapshot.version, data: snapshot.data }))
+    // The worker answers messages in the order they were posted, and a document's appends go into transactions in
+    // that order: an actor may send its next batch before the previous one has committed.
+    inOrderAppends.set(append, (id, updates, done) =>
+      submitThen(id, { op: "append", at: clock.unsafeCurrentTimeMillis(), updates }, done as (exit: Exit.Exit<unknown, StorageError>) => void))
     // Bounded here (the timer above; reads are synchronous and never wait for a writer in WAL mode), so the
     // registry does not add a fiber per call to time them.
     boundsItself.add(append)

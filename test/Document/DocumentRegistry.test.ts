@@ -1,9 +1,15 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Deferred, Duration, Effect, Exit, Fiber, Layer, Option, Scope, TestClock } from "effect"
+import { Context, Deferred, Duration, Effect, Exit, Fiber, Layer, Option, Scope, TestClock } from "effect"
 import type { DocumentId } from "../../src/Domain/Document.js"
 import * as DocumentActor from "../../src/Document/DocumentActor.js"
 import { DocumentRegistry } from "../../src/Document/DocumentRegistry.js"
-import { DocumentStorage, StorageError } from "../../src/Storage/DocumentStorage.js"
+import {
+  boundsItself,
+  DocumentStorage,
+  type DocumentStorageShape,
+  inOrderAppends,
+  StorageError
+} from "../../src/Storage/DocumentStorage.js"
 import { delta, recordingConnection, registryLayer, wrapStorage } from "./support.js"
 
 const createDocument = Effect.flatMap(DocumentStorage, (storage) => storage.create("doc")).pipe(
@@ -38,6 +44,40 @@ const submit = (
 
 const join = (documentId: DocumentId, connection: DocumentActor.Connection, since?: number) =>
   Effect.flatMap(DocumentRegistry, (registry) => registry.join(documentId, connection, since))
+
+
+/**
+ * Memory storage whose appends commit in order and start without a fiber, as SQLite's commit worker does
+ * (`inOrderAppends`): each append waits until the test commits it (in order), succeeds or fails it.
+ */
+const inOrderStorage = () => {
+  const appends: Array<{
+    readonly opIds: ReadonlyArray<string>
+    readonly commit: (outcome?: "fail" | "fail after commit") => Effect.Effect<void>
+  }> = []
+  const layer = wrapStorage((inner) => {
+    const append: DocumentStorageShape["append"] = (id, updates) => inner.append(id, updates)
+    boundsItself.add(append)
+    inOrderAppends.set(append, (id, updates, done) => {
+      const failure = (cause: string) => Exit.fail(new StorageError({ operation: "append", cause }))
+      appends.push({
+        opIds: updates.map((update) => update.opId),
+        commit: (outcome) =>
+          outcome === "fail"
+            ? Effect.sync(() => done(failure("injected")))
+            : Effect.flatMap(Effect.exit(inner.append(id, updates)), (exit) =>
+              Effect.sync(() => done(outcome === "fail after commit" ? failure("no answer in time") : exit)))
+      })
+    })
+    return { append }
+  })
+  /** Lets every fiber that can run run, until `n` appends have been sent (or it is clear they will not be). */
+  const sent = (n: number) => Effect.repeat(Effect.yieldNow(), { until: () => appends.length >= n, times: 100 })
+  return { appends, layer, sent }
+}
+
+/** Lets every fiber that can run run (no timers involved). */
+const settle = Effect.repeatN(Effect.yieldNow(), 50)
 
 describe("DocumentRegistry", () => {
   it.effect("acks the sender and broadcasts to the others, never echoing to the sender", () =>
@@ -436,5 +476,159 @@ describe("DocumentRegistry", () => {
         [{ _tag: "Stored", seq: 1 }, { _tag: "Stored", seq: 2 }, { _tag: "Stored", seq: 3 }]
       )
     }).pipe(Effect.scoped)
+  })
+  describe("on storage that commits a document's appends in order", () => {
+    it.effect("a batch is sent while the one before it is stored; acks and relays stay in seq order", () => {
+      const { appends, layer, sent } = inOrderStorage()
+      return Effect.gen(function* () {
+        const id = yield* createDocument
+        const a = recordingConnection()
+        const b = recordingConnection()
+        const [, session] = yield* join(id, a)
+        yield* join(id, b)
+        const first = yield* submit(session, a, "op-1")
+        yield* sent(1)
+        const second = yield* submit(session, a, "op-2")
+        yield* sent(2)
+        assert.deepStrictEqual(appends.map((append) => append.opIds), [["op-1"], ["op-2"]], "op-2 sent before op-1 was stored")
+        yield* appends[0]!.commit()
+        yield* appends[1]!.commit()
+        assert.deepStrictEqual(yield* Deferred.await(first), { _tag: "Stored", seq: 1 })
+        assert.deepStrictEqual(yield* Deferred.await(second), { _tag: "Stored", seq: 2 })
+        assert.deepStrictEqual(b.of("remote_update").map((frame) => [frame.seq, frame.opId]), [[1, "op-1"], [2, "op-2"]])
+        assert.deepStrictEqual(a.of("remote_update"), [])
+      }).pipe(Effect.scoped, Effect.provide(registryLayer({}, layer)))
+    })
+
+    it.effect("a join waits until the batches before it are applied, and gets them in its state, not relayed", () => {
+      const { appends, layer, sent } = inOrderStorage()
+      return Effect.gen(function* () {
+        const id = yield* createDocument
+        const a = recordingConnection()
+        const [, session] = yield* join(id, a)
+        const first = yield* submit(session, a, "op-1")
+        yield* sent(1)
+        const c = recordingConnection()
+        const joining = yield* Effect.fork(join(id, c))
+        yield* settle
+        assert.strictEqual(joining.unsafePoll(), null, "the join waits for op-1")
+        yield* appends[0]!.commit()
+        const [outcome] = yield* Fiber.join(joining)
+        assert.deepStrictEqual(outcome, { _tag: "Joined", version: 1 })
+        assert.deepStrictEqual(yield* Deferred.await(first), { _tag: "Stored", seq: 1 })
+        assert.deepStrictEqual((c.of("state")[0]?.updates as Array<{ seq: number }>).map((update) => update.seq), [1])
+        assert.deepStrictEqual(c.of("remote_update"), [])
+      }).pipe(Effect.scoped, Effect.provide(registryLayer({}, layer)))
+    })
+
+    it.effect("a batch reported failed that committed, with the next one in flight: members see each update once, in order", () => {
+      const { appends, layer, sent } = inOrderStorage()
+      return Effect.gen(function* () {
+        const id = yield* createDocument
+        const a = recordingConnection()
+        const b = recordingConnection()
+        const [, session] = yield* join(id, a)
+        yield* join(id, b)
+        const first = yield* submit(session, a, "op-1")
+        yield* sent(1)
+        const second = yield* submit(session, a, "op-2")
+        yield* sent(2)
+        yield* appends[0]!.commit("fail after commit")
+        yield* appends[1]!.commit()
+        assert.strictEqual((yield* Deferred.await(first))._tag, "Failed")
+        assert.deepStrictEqual(yield* Deferred.await(second), { _tag: "Stored", seq: 2 })
+        assert.deepStrictEqual(b.of("remote_update").map((frame) => [frame.seq, frame.opId]), [[1, "op-1"], [2, "op-2"]])
+        // The client retries op-1: it was stored.
+        const retried = yield* submit(session, a, "op-1")
+        yield* sent(3)
+        yield* appends[2]!.commit()
+        assert.deepStrictEqual(yield* Deferred.await(retried), { _tag: "Duplicate", seq: 1 })
+      }).pipe(Effect.scoped, Effect.provide(registryLayer({}, layer)))
+    })
+
+    it.effect("a failed batch with the next one in flight: the next is stored and relayed, nothing is skipped", () => {
+      const { appends, layer, sent } = inOrderStorage()
+      return Effect.gen(function* () {
+        const id = yield* createDocument
+        const a = recordingConnection()
+        const b = recordingConnection()
+        const [, session] = yield* join(id, a)
+        yield* join(id, b)
+        const first = yield* submit(session, a, "op-1")
+        yield* sent(1)
+        const second = yield* submit(session, a, "op-2")
+        yield* sent(2)
+        yield* appends[0]!.commit("fail")
+        yield* appends[1]!.commit()
+        assert.strictEqual((yield* Deferred.await(first))._tag, "Failed")
+        assert.deepStrictEqual(yield* Deferred.await(second), { _tag: "Stored", seq: 1 })
+        assert.deepStrictEqual(b.of("remote_update").map((frame) => [frame.seq, frame.opId]), [[1, "op-2"]])
+      }).pipe(Effect.scoped, Effect.provide(registryLayer({}, layer)))
+    })
+
+    it.effect("unloading waits for the batches in flight: they are acked and relayed", () => {
+      const { appends, layer, sent } = inOrderStorage()
+      return Effect.gen(function* () {
+        const registryScope = yield* Scope.make()
+        const context = yield* Layer.buildWithScope(registryLayer({}, layer), registryScope)
+        const id = yield* Effect.provide(createDocument, context)
+        const a = recordingConnection()
+        const b = recordingConnection()
+        const [, session] = yield* Effect.provide(join(id, a), context)
+        yield* Effect.provide(join(id, b), context)
+        const first = yield* submit(session, a, "op-1")
+        yield* sent(1)
+        const closing = yield* Effect.fork(Scope.close(registryScope, Exit.void))
+        yield* settle
+        assert.strictEqual(closing.unsafePoll(), null, "unloading waits for op-1")
+        yield* appends[0]!.commit()
+        yield* Fiber.join(closing)
+        assert.deepStrictEqual(yield* Deferred.await(first), { _tag: "Stored", seq: 1 })
+        assert.deepStrictEqual(b.of("remote_update").map((frame) => frame.seq), [1])
+      }).pipe(Effect.scoped)
+    })
+
+    it.effect("after a crash, a batch the crashed actor had in flight is acked, and relayed by the rebuilt actor", () => {
+      const { appends, layer, sent } = inOrderStorage()
+      let poisoned: string | undefined
+      const storage = layer.pipe(
+        Layer.map((context) => {
+          const inner = Context.get(context, DocumentStorage)
+          return Context.make(DocumentStorage, {
+            ...inner,
+            findByOpId: (id, opId) => (opId === poisoned ? Effect.die("injected defect") : inner.findByOpId(id, opId))
+          })
+        })
+      )
+      return Effect.gen(function* () {
+        const id = yield* createDocument
+        const a = recordingConnection()
+        const b = recordingConnection()
+        const [, session] = yield* join(id, a)
+        yield* join(id, b)
+        const first = yield* submit(session, a, "op-1")
+        yield* sent(1)
+        // An update ahead of the document is looked up in storage: that lookup dies, and the actor with it.
+        poisoned = "op-x"
+        const crashing = yield* Deferred.make<DocumentActor.UpdateOutcome>()
+        yield* session.submit({
+          _tag: "Update",
+          origin: a,
+          opId: "op-x",
+          baseVersion: 5,
+          actorId: a.actorId,
+          ...delta("op-x"),
+          reply: DocumentActor.once((outcome) => Deferred.unsafeDone(crashing, Exit.succeed(outcome)))
+        })
+        assert.strictEqual((yield* Deferred.await(crashing))._tag, "Failed")
+        // A join loads a new actor (at version 0: op-1 is not stored yet).
+        const c = recordingConnection()
+        assert.deepStrictEqual((yield* join(id, c))[0], { _tag: "Joined", version: 0 })
+        yield* appends[0]!.commit()
+        assert.deepStrictEqual(yield* Deferred.await(first), { _tag: "Stored", seq: 1 })
+        yield* settle
+        for (const member of [b, c]) assert.deepStrictEqual(member.of("remote_update").map((frame) => frame.seq), [1])
+      }).pipe(Effect.scoped, Effect.provide(registryLayer({}, storage)))
+    })
   })
 })
