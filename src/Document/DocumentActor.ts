@@ -198,7 +198,12 @@ export interface DocumentActor {
   readonly handle: (commands: ReadonlyArray<Command>) => Effect.Effect<void>
   /** Whether batches are in flight (an `Appended` will come for each) or commands wait for them. */
   readonly busy: () => boolean
-  /** Takes the commands waiting for batches in flight, for a supervisor that drops this actor (they are failed). */
+  /** Whether commands wait for batches in flight: then only `Appended` should be handed to `handle`. */
+  readonly holding: () => boolean
+  /**
+   * Takes the commands waiting for batches in flight (and those being served after waiting), for a supervisor
+   * that drops this actor: it fails them (some may have been answered already; replies count once).
+   */
   readonly abandon: () => ReadonlyArray<Command>
 }
 
@@ -433,8 +438,13 @@ export const load = (
     const appendInOrder = inOrderAppends.get(storage.append)
     /** Batches sent and not applied yet, oldest first (only with `appendInOrder`). */
     const inFlight: Array<InFlight> = []
-    /** Commands that wait for `inFlight` to be applied (or for room in it), in arrival order. */
+    /**
+     * Commands that wait for `inFlight` to be applied (or for room in it), in arrival order. While any wait, the
+     * slot takes only `Appended` (`holding`), so the mailbox fills and its senders wait: at most one batch waits.
+     */
     let held: Array<Command> = []
+    /** Held commands being handled now (see `abandon`). */
+    let serving: ReadonlyArray<Command> = []
 
     const commit = (pending: ReadonlyArray<Update>, started: bigint): Effect.Effect<void> => {
       const committing = clock.unsafeCurrentTimeNanos()
@@ -476,16 +486,19 @@ export const load = (
         })
       }
       const results = exit.value
-      // Seqs that skip past `version`: something was committed that this actor did not relay (an earlier batch
-      // reported failed, by a timeout, but committed later). Relay it first, or members would see a gap and the
-      // log tail would be misnumbered.
+      // Seqs past `version` that this batch did not store (the seq before its first new one, or a duplicate's):
+      // something was committed that this actor did not relay (an earlier batch reported failed, by a timeout,
+      // but committed later). Relay it first, or members would see a gap and the log tail would be misnumbered.
       const first = results.find((result) => !result.duplicate)
-      if (first === undefined || first.seq <= version + 1) {
+      let before = version
+      if (first !== undefined) before = first.seq - 1
+      else for (const result of results) before = Math.max(before, result.seq)
+      if (before <= version) {
         return Effect.sync(() => stored(pending, results, started, committing))
       }
       return Effect.gen(function* () {
         yield* Effect.logWarning("the log moved past this actor (a failed batch committed late); relaying it")
-        version = first.seq - 1
+        version = before
         tail.reset(version)
         yield* Effect.ignore(sendMissed)
         stored(pending, results, started, committing)
@@ -577,7 +590,8 @@ export const load = (
         // Sent by an actor that crashed (this one was rebuilt since): acked from its outcome, and what it stored
         // after this actor loaded is relayed from storage, ahead of this actor's own batches (sent later).
         command.orphaned()
-        const last = Exit.isSuccess(command.exit) ? Math.max(0, ...command.exit.value.map((result) => result.seq)) : 0
+        let last = 0
+        if (Exit.isSuccess(command.exit)) for (const result of command.exit.value) last = Math.max(last, result.seq)
         if (last <= version) return Effect.void
         return Effect.suspend(() => {
           version = last
@@ -598,11 +612,13 @@ export const load = (
           if (command._tag === "Appended") {
             i++
             yield* appended(command)
-            // What waited for it, before the rest of this batch (which came later).
+            // What waited for it, before the rest of this batch (which came later). Kept in `serving` meanwhile,
+            // for a supervisor that drops this actor halfway (it fails them; replies count once).
             if (held.length > 0) {
-              const waiting = held
+              serving = held
               held = []
-              yield* handle(waiting)
+              yield* handle(serving)
+              serving = []
             }
           } else if (held.length > 0) {
             // Behind a command that waits: in order, so it waits too.
@@ -638,8 +654,10 @@ export const load = (
     return Option.some({
       handle,
       busy: () => inFlight.length > 0 || held.length > 0,
+      holding: () => held.length > 0,
       abandon: () => {
-        const waiting = held
+        const waiting = [...serving, ...held]
+        serving = []
         held = []
         return waiting
       }

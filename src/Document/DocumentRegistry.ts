@@ -171,7 +171,11 @@ const makeSlot = (
     const crashed = (cause: Cause.Cause<never>, commands: ReadonlyArray<DocumentActor.Command>) =>
       Effect.suspend(() => {
         const waiting = Option.match(actor, { onNone: () => [], onSome: (dropped) => dropped.abandon() })
-        for (const command of [...commands, ...waiting]) DocumentActor.fail(command, "internal error; retry with the same opId")
+        for (const command of [...commands, ...waiting]) {
+          // Its leave is answered: it must not stay a member (members outlive the actor).
+          if (command._tag === "Leave") members.delete(command.connection)
+          DocumentActor.fail(command, "internal error; retry with the same opId")
+        }
         actor = Option.none()
         return Effect.logError("document actor crashed; it will be rebuilt from storage", Cause.pretty(cause))
       })
@@ -207,7 +211,7 @@ const makeSlot = (
         // and batches still being stored come back as commands (bounded by the storage's timeout).
         while (true) {
           let rest = mailbox.takeAll()
-          if (rest.length === 0 && Option.isSome(actor) && actor.value.busy()) rest = yield* mailbox.take
+          if (rest.length === 0 && Option.isSome(actor) && actor.value.busy()) rest = yield* mailbox.takeOwn
           if (rest.length === 0) break
           yield* run(rest).pipe(Effect.uninterruptible, Effect.annotateLogs("documentId", documentId))
         }
@@ -218,8 +222,11 @@ const makeSlot = (
     // A batch is everything waiting when the fiber takes: while it stores one batch, the next one grows. Only the
     // wait is interruptible: closing the slot's scope stops the fiber after the batch in hand. (Not
     // `Effect.forever`, which yields to the scheduler after every batch.)
+    // While the actor holds commands for its batches in flight, only their outcomes are taken: the mailbox fills
+    // and its senders wait, as they would for a slow commit.
+    const next = Effect.suspend(() => (Option.isSome(actor) && actor.value.holding() ? mailbox.takeOwn : mailbox.take))
     const drain: Effect.Effect<never, never, DocumentStorage> = Effect.uninterruptibleMask((restore) => {
-      const loop: Effect.Effect<never, never, DocumentStorage> = Effect.flatMap(Effect.flatMap(restore(mailbox.take), run), () => loop)
+      const loop: Effect.Effect<never, never, DocumentStorage> = Effect.flatMap(Effect.flatMap(restore(next), run), () => loop)
       return loop
     })
     yield* drain.pipe(Effect.annotateLogs("documentId", documentId), Effect.forkScoped)

@@ -18,10 +18,12 @@ export interface Mailbox<A> {
   /** Puts an item in, waiting while the mailbox is full. Interrupted once the mailbox is shut down. */
   readonly offer: (item: A) => Effect.Effect<void>
   /**
-   * Puts an item in whatever the mailbox holds, ahead of waiting senders (false once shut down): for the actor's
-   * own results, which must never wait or be dropped (there are at most a few per document).
+   * Puts an item in a lane of its own, outside the capacity (false once shut down): for the actor's own results,
+   * which must never wait or be dropped (there are at most a few per document). A take returns them first.
    */
   readonly unsafeOfferAlways: (item: A) => boolean
+  /** Takes what is waiting in that lane only, waiting while there is none (the rest waits, and fills the mailbox). */
+  readonly takeOwn: Effect.Effect<ReadonlyArray<A>>
   /** Puts items in, in order, waiting while the mailbox is full. Interrupted once the mailbox is shut down. */
   readonly offerAll: (items: Iterable<A>) => Effect.Effect<void>
   /**
@@ -45,6 +47,10 @@ interface Sender<A> {
 
 export const make = <A>(capacity: number, maxBatch: number): Mailbox<A> => {
   let items: Array<A> = []
+  /** The lane of `unsafeOfferAlways`. */
+  let own: Array<A> = []
+  /** Whether the waiting taker takes from the own lane only. */
+  let takerOwnOnly = false
   let closed = false
   const senders: Array<Sender<A>> = []
   let taker: ((effect: Effect.Effect<ReadonlyArray<A>>) => void) | undefined
@@ -60,6 +66,7 @@ export const make = <A>(capacity: number, maxBatch: number): Mailbox<A> => {
     }
   }
 
+  /** The own lane's items first, then up to `maxBatch` of the others. */
   const drain = (): ReadonlyArray<A> => {
     let batch: Array<A>
     if (items.length <= maxBatch) {
@@ -69,38 +76,55 @@ export const make = <A>(capacity: number, maxBatch: number): Mailbox<A> => {
       batch = items.splice(0, maxBatch)
     }
     admit()
+    if (own.length === 0) return batch
+    const first = own
+    own = []
+    for (const item of batch) first.push(item)
+    return first
+  }
+
+  const drainOwn = (): ReadonlyArray<A> => {
+    const batch = own
+    own = []
     return batch
   }
 
   /** Evaluated when the woken taker runs again: it gets everything that arrived meanwhile. */
-  const drained: Effect.Effect<ReadonlyArray<A>> = Effect.suspend(() =>
-    closed ? Effect.interrupt : items.length > 0 ? Effect.succeed(drain()) : take
-  )
+  const drained: Effect.Effect<ReadonlyArray<A>> = Effect.suspend(() => take)
+  const drainedOwn: Effect.Effect<ReadonlyArray<A>> = Effect.suspend(() => takeOwn)
 
-  const wake = (): void => {
-    if (taker === undefined) return
+  const wake = (fromOwnLane: boolean): void => {
+    if (taker === undefined || (takerOwnOnly && !fromOwnLane)) return
     const resume = taker
     taker = undefined
-    resume(drained)
+    resume(takerOwnOnly ? drainedOwn : drained)
   }
 
   const cancelTake = Effect.sync(() => {
     taker = undefined
   })
 
-  const wait: Effect.Effect<ReadonlyArray<A>> = Effect.async<ReadonlyArray<A>>((resume) => {
-    taker = resume
-    return cancelTake
-  })
+  const wait = (ownOnly: boolean): Effect.Effect<ReadonlyArray<A>> =>
+    Effect.async<ReadonlyArray<A>>((resume) => {
+      taker = resume
+      takerOwnOnly = ownOnly
+      return cancelTake
+    })
+  const waitAny = wait(false)
+  const waitOwn = wait(true)
 
   const take: Effect.Effect<ReadonlyArray<A>> = Effect.suspend(() =>
-    closed ? Effect.interrupt : items.length > 0 ? Effect.succeed(drain()) : wait
+    closed ? Effect.interrupt : items.length > 0 || own.length > 0 ? Effect.succeed(drain()) : waitAny
+  )
+
+  const takeOwn: Effect.Effect<ReadonlyArray<A>> = Effect.suspend(() =>
+    closed ? Effect.interrupt : own.length > 0 ? Effect.succeed(drainOwn()) : waitOwn
   )
 
   const unsafeOffer = (item: A): boolean => {
     if (closed || senders.length > 0 || items.length >= capacity) return false
     items.push(item)
-    wake()
+    wake(false)
     return true
   }
 
@@ -121,7 +145,7 @@ export const make = <A>(capacity: number, maxBatch: number): Mailbox<A> => {
       let next = 0
       if (senders.length === 0) {
         while (next < list.length && items.length < capacity) items.push(list[next++] as A)
-        if (next > 0) wake()
+        if (next > 0) wake(false)
       }
       return next === list.length ? Effect.void : waitForRoom(list.slice(next))
     })
@@ -130,15 +154,18 @@ export const make = <A>(capacity: number, maxBatch: number): Mailbox<A> => {
     unsafeOffer,
     unsafeOfferAlways: (item) => {
       if (closed) return false
-      items.push(item)
-      wake()
+      own.push(item)
+      wake(true)
       return true
     },
+    takeOwn,
     offer: (item) => Effect.suspend(() => (closed ? Effect.interrupt : unsafeOffer(item) ? Effect.void : waitForRoom([item]))),
     offerAll,
     take,
     takeAll: () => {
-      const all = items
+      const all = own
+      own = []
+      for (const item of items) all.push(item)
       items = []
       for (const sender of senders.splice(0, senders.length)) {
         for (let i = sender.next; i < sender.items.length; i++) all.push(sender.items[i] as A)

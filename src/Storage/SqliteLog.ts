@@ -173,7 +173,8 @@ export const make = (options: SqliteLogOptions): Effect.Effect<SqliteLog, Storag
     const flush = () => {
       scheduled = false
       if (pending.length === 0) return
-      if (closed) return failAll(pending.splice(0, pending.length), "the storage is closed")
+      // Closing: the finalizer fails what was not posted once the messages in flight are answered (in order).
+      if (closed) return inFlight.length === 0 ? failAll(pending.splice(0, pending.length), "the storage is closed") : undefined
       const batch = pending
       pending = []
       worker ??= start()
@@ -185,6 +186,15 @@ export const make = (options: SqliteLogOptions): Effect.Effect<SqliteLog, Storag
             : { op: "snapshot", id, version: write.version, data: write.data }
         ))
       } catch (cause) {
+        // Answers go out in the order writes were made (appends of a document may be in flight together): the
+        // messages posted before this one are failed first, their outcome unknown, as when the worker dies, and
+        // this worker is let go (its late replies are not for the next one's messages).
+        const dropped = worker
+        worker = undefined
+        lastTransaction = undefined
+        dropped.unref()
+        void askToExit(dropped, 10_000)
+        for (const posted of inFlight.splice(0, inFlight.length)) failAll(posted, cause)
         return failAll(batch, cause)
       }
       inFlight.push(batch)

@@ -630,5 +630,108 @@ describe("DocumentRegistry", () => {
         for (const member of [b, c]) assert.deepStrictEqual(member.of("remote_update").map((frame) => frame.seq), [1])
       }).pipe(Effect.scoped, Effect.provide(registryLayer({}, storage)))
     })
+    it.effect("while commands wait for a batch in flight, the mailbox fills and senders wait; batches stay within MAX_BATCH_SIZE", () => {
+      const { appends, layer, sent } = inOrderStorage()
+      return Effect.gen(function* () {
+        const id = yield* createDocument
+        const a = recordingConnection()
+        const [, session] = yield* join(id, a)
+        const first = yield* submit(session, a, "op-0")
+        yield* sent(1)
+        // A presence message waits for op-0, and so does everything after it.
+        yield* session.submit({ _tag: "Presence", connection: a, state: { cursor: 1 } })
+        let accepted = 0
+        const senders = yield* Effect.forEach(Array.from({ length: 10 }, (_, i) => `op-${i + 1}`), (opId) =>
+          Effect.fork(Effect.flatMap(submit(session, a, opId), (done) => {
+            accepted++
+            return Deferred.await(done)
+          })))
+        yield* settle
+        assert.strictEqual(accepted, 2, "the mailbox (capacity 2) took two; the other senders wait")
+        assert.strictEqual(appends.length, 1, "nothing more is sent while op-0 is in flight and the presence waits")
+        yield* appends[0]!.commit()
+        assert.deepStrictEqual(yield* Deferred.await(first), { _tag: "Stored", seq: 1 })
+        for (let n = 1; n < 20 && appends.length < 20; n++) {
+          yield* sent(n + 1)
+          if (appends.length > n) yield* appends[n]!.commit()
+        }
+        const outcomes = yield* Effect.forEach(senders, Fiber.join)
+        assert.deepStrictEqual(outcomes.map((outcome) => outcome._tag === "Stored" ? outcome.seq : -1), Array.from({ length: 10 }, (_, i) => i + 2))
+        assert.isAtMost(Math.max(...appends.map((append) => append.opIds.length)), 2, "no batch beyond MAX_BATCH_SIZE")
+      }).pipe(Effect.scoped, Effect.provide(registryLayer({ mailboxCapacity: 2, maxBatchSize: 2 }, layer)))
+    })
+
+    it.effect("a crash while the actor serves the commands that waited answers every one of them", () => {
+      const { appends, layer, sent } = inOrderStorage()
+      let poisoned: string | undefined
+      const storage = layer.pipe(
+        Layer.map((context) => {
+          const inner = Context.get(context, DocumentStorage)
+          return Context.make(DocumentStorage, {
+            ...inner,
+            findByOpId: (id, opId) => (opId === poisoned ? Effect.die("injected defect") : inner.findByOpId(id, opId))
+          })
+        })
+      )
+      return Effect.gen(function* () {
+        const id = yield* createDocument
+        const a = recordingConnection()
+        const [, session] = yield* join(id, a)
+        const first = yield* submit(session, a, "op-1")
+        yield* sent(1)
+        yield* session.submit({ _tag: "Presence", connection: a, state: { cursor: 1 } })
+        // Ahead of the document: looked up in storage, and that lookup dies.
+        poisoned = "op-x"
+        const crashing = yield* submit(session, a, "op-x", 5)
+        const after = yield* submit(session, a, "op-y")
+        // The three wait inside the actor for op-1; once it is stored they are served, and op-x crashes the actor.
+        yield* settle
+        yield* appends[0]!.commit()
+        yield* settle
+        const answered = (done: Deferred.Deferred<DocumentActor.UpdateOutcome>) =>
+          Effect.map(Deferred.poll(done), (outcome) => (Option.isSome(outcome) ? "answered" : "unanswered"))
+        assert.deepStrictEqual(yield* Effect.forEach([first, crashing, after], answered), ["answered", "answered", "answered"])
+        assert.deepStrictEqual(yield* Deferred.await(first), { _tag: "Stored", seq: 1 })
+        assert.strictEqual((yield* Deferred.await(crashing))._tag, "Failed")
+        assert.strictEqual((yield* Deferred.await(after))._tag, "Failed", "the command after the crash is answered too")
+        // The rebuilt actor goes on.
+        poisoned = undefined
+        const retried = yield* submit(session, a, "op-y", 1)
+        yield* sent(2)
+        yield* appends[1]!.commit()
+        assert.deepStrictEqual(yield* Deferred.await(retried), { _tag: "Stored", seq: 2 })
+      }).pipe(Effect.scoped, Effect.provide(registryLayer({}, storage)))
+    })
+
+    it.effect("a retry of a batch that failed but committed later is acked as a duplicate and relayed, with no gap", () => {
+      const { appends, layer, sent } = inOrderStorage()
+      return Effect.gen(function* () {
+        const id = yield* createDocument
+        const a = recordingConnection()
+        const b = recordingConnection()
+        const [, session] = yield* join(id, a)
+        yield* join(id, b)
+        const first = yield* submit(session, a, "op-1")
+        yield* sent(1)
+        // Reported failed (a timeout): the actor catches up and finds nothing stored yet.
+        yield* appends[0]!.commit("fail")
+        assert.strictEqual((yield* Deferred.await(first))._tag, "Failed")
+        yield* settle
+        // Then the timed-out transaction commits after all.
+        const storage = yield* DocumentStorage
+        yield* storage.append(id, [{ opId: "op-1", actorId: a.actorId, ...delta("op-1") }])
+        const retried = yield* submit(session, a, "op-1")
+        yield* sent(2)
+        yield* appends[1]!.commit()
+        assert.deepStrictEqual(yield* Deferred.await(retried), { _tag: "Duplicate", seq: 1 })
+        yield* settle
+        assert.deepStrictEqual(b.of("remote_update").map((frame) => [frame.seq, frame.opId]), [[1, "op-1"]])
+        // The document goes on from seq 2.
+        const next = yield* submit(session, a, "op-2", 1)
+        yield* sent(3)
+        yield* appends[2]!.commit()
+        assert.deepStrictEqual(yield* Deferred.await(next), { _tag: "Stored", seq: 2 })
+      }).pipe(Effect.scoped, Effect.provide(registryLayer({}, layer)))
+    })
   })
 })
