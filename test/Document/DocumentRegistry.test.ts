@@ -733,5 +733,44 @@ describe("DocumentRegistry", () => {
         assert.deepStrictEqual(yield* Deferred.await(next), { _tag: "Stored", seq: 2 })
       }).pipe(Effect.scoped, Effect.provide(registryLayer({}, layer)))
     })
+    it.effect("a leave failed by a crash still ends the membership: the rebuilt actor sends that connection nothing", () => {
+      const { appends, layer, sent } = inOrderStorage()
+      let poisoned: string | undefined
+      const storage = layer.pipe(
+        Layer.map((context) => {
+          const inner = Context.get(context, DocumentStorage)
+          return Context.make(DocumentStorage, {
+            ...inner,
+            findByOpId: (id, opId) => (opId === poisoned ? Effect.die("injected defect") : inner.findByOpId(id, opId))
+          })
+        })
+      )
+      return Effect.gen(function* () {
+        const id = yield* createDocument
+        const a = recordingConnection()
+        const b = recordingConnection()
+        const [, session] = yield* join(id, a)
+        yield* join(id, b)
+        const first = yield* submit(session, a, "op-1")
+        yield* sent(1)
+        // Behind op-1, in one batch: a presence message, an update whose lookup dies, then b's leave (as the
+        // connection's scope queues it when the socket closes).
+        yield* session.submit({ _tag: "Presence", connection: a, state: { cursor: 1 } })
+        poisoned = "op-x"
+        yield* submit(session, a, "op-x", 5)
+        const left = yield* Deferred.make<void>()
+        yield* session.submit({ _tag: "Leave", connection: b, reply: DocumentActor.once<void>(() => Deferred.unsafeDone(left, Exit.void)) })
+        yield* settle
+        yield* appends[0]!.commit()
+        yield* Deferred.await(left)
+        assert.deepStrictEqual(yield* Deferred.await(first), { _tag: "Stored", seq: 1 })
+        poisoned = undefined
+        const next = yield* submit(session, a, "op-2", 1)
+        yield* sent(2)
+        yield* appends[1]!.commit()
+        assert.deepStrictEqual(yield* Deferred.await(next), { _tag: "Stored", seq: 2 })
+        assert.deepStrictEqual(b.of("remote_update").map((frame) => frame.seq), [1], "nothing after its leave")
+      }).pipe(Effect.scoped, Effect.provide(registryLayer({}, storage)))
+    })
   })
 })
