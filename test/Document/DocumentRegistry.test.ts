@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Context, Deferred, Duration, Effect, Exit, Fiber, Layer, Option, Scope, TestClock } from "effect"
+import { Deferred, Duration, Effect, Exit, Fiber, Layer, Option, Scope, TestClock } from "effect"
 import type { DocumentId } from "../../src/Domain/Document.js"
 import * as DocumentActor from "../../src/Document/DocumentActor.js"
 import { DocumentRegistry } from "../../src/Document/DocumentRegistry.js"
@@ -48,7 +48,8 @@ const join = (documentId: DocumentId, connection: DocumentActor.Connection, sinc
 
 /**
  * Memory storage whose appends commit in order and start without a fiber, as SQLite's commit worker does
- * (`inOrderAppends`): each append waits until the test commits it (in order), succeeds or fails it.
+ * (`inOrderAppends`): each append waits until the test commits it (in order), succeeds or fails it. `poison`
+ * makes the lookup of one opId die (a defect in the actor).
  */
 const inOrderStorage = () => {
   const appends: Array<{
@@ -69,11 +70,29 @@ const inOrderStorage = () => {
               Effect.sync(() => done(outcome === "fail after commit" ? failure("no answer in time") : exit)))
       })
     })
-    return { append }
+    // A lookup (of an update ahead of the document) that dies for the poisoned opId, and the actor with it.
+    const findByOpId: DocumentStorageShape["findByOpId"] = (id, opId) =>
+      opId === poisoned ? Effect.die("injected defect") : inner.findByOpId(id, opId)
+    return { append, findByOpId }
   })
+  let poisoned: string | undefined
+  const poison = (opId: string | undefined) => {
+    poisoned = opId
+  }
   /** Lets every fiber that can run run, until `n` appends have been sent (or it is clear they will not be). */
   const sent = (n: number) => Effect.repeat(Effect.yieldNow(), { until: () => appends.length >= n, times: 100 })
-  return { appends, layer, sent }
+  /** A document with members a and b, and a's op-1 sent to storage (not committed yet). */
+  const oneInFlight = Effect.gen(function* () {
+    const id = yield* createDocument
+    const a = recordingConnection()
+    const b = recordingConnection()
+    const [, session] = yield* join(id, a)
+    yield* join(id, b)
+    const first = yield* submit(session, a, "op-1")
+    yield* sent(1)
+    return { id, a, b, session, first }
+  })
+  return { appends, layer, oneInFlight, poison, sent }
 }
 
 /** Lets every fiber that can run run (no timers involved). */
@@ -479,15 +498,9 @@ describe("DocumentRegistry", () => {
   })
   describe("on storage that commits a document's appends in order", () => {
     it.effect("a batch is sent while the one before it is stored; acks and relays stay in seq order", () => {
-      const { appends, layer, sent } = inOrderStorage()
+      const { appends, layer, oneInFlight, sent } = inOrderStorage()
       return Effect.gen(function* () {
-        const id = yield* createDocument
-        const a = recordingConnection()
-        const b = recordingConnection()
-        const [, session] = yield* join(id, a)
-        yield* join(id, b)
-        const first = yield* submit(session, a, "op-1")
-        yield* sent(1)
+        const { a, b, session, first } = yield* oneInFlight
         const second = yield* submit(session, a, "op-2")
         yield* sent(2)
         assert.deepStrictEqual(appends.map((append) => append.opIds), [["op-1"], ["op-2"]], "op-2 sent before op-1 was stored")
@@ -501,13 +514,9 @@ describe("DocumentRegistry", () => {
     })
 
     it.effect("a join waits until the batches before it are applied, and gets them in its state, not relayed", () => {
-      const { appends, layer, sent } = inOrderStorage()
+      const { appends, layer, oneInFlight } = inOrderStorage()
       return Effect.gen(function* () {
-        const id = yield* createDocument
-        const a = recordingConnection()
-        const [, session] = yield* join(id, a)
-        const first = yield* submit(session, a, "op-1")
-        yield* sent(1)
+        const { id, first } = yield* oneInFlight
         const c = recordingConnection()
         const joining = yield* Effect.fork(join(id, c))
         yield* settle
@@ -521,50 +530,44 @@ describe("DocumentRegistry", () => {
       }).pipe(Effect.scoped, Effect.provide(registryLayer({}, layer)))
     })
 
-    it.effect("a batch reported failed that committed, with the next one in flight: members see each update once, in order", () => {
-      const { appends, layer, sent } = inOrderStorage()
-      return Effect.gen(function* () {
-        const id = yield* createDocument
-        const a = recordingConnection()
-        const b = recordingConnection()
-        const [, session] = yield* join(id, a)
-        yield* join(id, b)
-        const first = yield* submit(session, a, "op-1")
-        yield* sent(1)
-        const second = yield* submit(session, a, "op-2")
-        yield* sent(2)
-        yield* appends[0]!.commit("fail after commit")
-        yield* appends[1]!.commit()
-        assert.strictEqual((yield* Deferred.await(first))._tag, "Failed")
-        assert.deepStrictEqual(yield* Deferred.await(second), { _tag: "Stored", seq: 2 })
-        assert.deepStrictEqual(b.of("remote_update").map((frame) => [frame.seq, frame.opId]), [[1, "op-1"], [2, "op-2"]])
-        // The client retries op-1: it was stored.
-        const retried = yield* submit(session, a, "op-1")
-        yield* sent(3)
-        yield* appends[2]!.commit()
-        assert.deepStrictEqual(yield* Deferred.await(retried), { _tag: "Duplicate", seq: 1 })
-      }).pipe(Effect.scoped, Effect.provide(registryLayer({}, layer)))
-    })
-
-    it.effect("a failed batch with the next one in flight: the next is stored and relayed, nothing is skipped", () => {
-      const { appends, layer, sent } = inOrderStorage()
-      return Effect.gen(function* () {
-        const id = yield* createDocument
-        const a = recordingConnection()
-        const b = recordingConnection()
-        const [, session] = yield* join(id, a)
-        yield* join(id, b)
-        const first = yield* submit(session, a, "op-1")
-        yield* sent(1)
-        const second = yield* submit(session, a, "op-2")
-        yield* sent(2)
-        yield* appends[0]!.commit("fail")
-        yield* appends[1]!.commit()
-        assert.strictEqual((yield* Deferred.await(first))._tag, "Failed")
-        assert.deepStrictEqual(yield* Deferred.await(second), { _tag: "Stored", seq: 1 })
-        assert.deepStrictEqual(b.of("remote_update").map((frame) => [frame.seq, frame.opId]), [[1, "op-2"]])
-      }).pipe(Effect.scoped, Effect.provide(registryLayer({}, layer)))
-    })
+    // The first batch fails while the second is in flight: the second is stored after it, and members see every
+    // stored update once, in seq order (the first relayed from storage if it committed after all).
+    for (
+      const { name, outcome, stored } of [
+        {
+          name: "a batch reported failed that committed, with the next one in flight: members see each update once, in order",
+          outcome: "fail after commit" as const,
+          stored: [[1, "op-1"], [2, "op-2"]]
+        },
+        {
+          name: "a failed batch with the next one in flight: the next is stored and relayed, nothing is skipped",
+          outcome: "fail" as const,
+          stored: [[1, "op-2"]]
+        }
+      ]
+    ) {
+      it.effect(name, () => {
+        const { appends, layer, oneInFlight, sent } = inOrderStorage()
+        return Effect.gen(function* () {
+          const { a, b, session, first } = yield* oneInFlight
+          const second = yield* submit(session, a, "op-2")
+          yield* sent(2)
+          yield* appends[0]!.commit(outcome)
+          yield* appends[1]!.commit()
+          assert.strictEqual((yield* Deferred.await(first))._tag, "Failed")
+          assert.deepStrictEqual(yield* Deferred.await(second), { _tag: "Stored", seq: stored.length })
+          assert.deepStrictEqual(b.of("remote_update").map((frame) => [frame.seq, frame.opId]), stored)
+          // The client retries op-1: a duplicate if it was stored, stored now if not.
+          const retried = yield* submit(session, a, "op-1")
+          yield* sent(3)
+          yield* appends[2]!.commit()
+          assert.deepStrictEqual(
+            yield* Deferred.await(retried),
+            outcome === "fail after commit" ? { _tag: "Duplicate", seq: 1 } : { _tag: "Stored", seq: 2 }
+          )
+        }).pipe(Effect.scoped, Effect.provide(registryLayer({}, layer)))
+      })
+    }
 
     it.effect("unloading waits for the batches in flight: they are acked and relayed", () => {
       const { appends, layer, sent } = inOrderStorage()
@@ -589,37 +592,12 @@ describe("DocumentRegistry", () => {
     })
 
     it.effect("after a crash, a batch the crashed actor had in flight is acked, and relayed by the rebuilt actor", () => {
-      const { appends, layer, sent } = inOrderStorage()
-      let poisoned: string | undefined
-      const storage = layer.pipe(
-        Layer.map((context) => {
-          const inner = Context.get(context, DocumentStorage)
-          return Context.make(DocumentStorage, {
-            ...inner,
-            findByOpId: (id, opId) => (opId === poisoned ? Effect.die("injected defect") : inner.findByOpId(id, opId))
-          })
-        })
-      )
+      const { appends, layer, oneInFlight, poison } = inOrderStorage()
       return Effect.gen(function* () {
-        const id = yield* createDocument
-        const a = recordingConnection()
-        const b = recordingConnection()
-        const [, session] = yield* join(id, a)
-        yield* join(id, b)
-        const first = yield* submit(session, a, "op-1")
-        yield* sent(1)
+        const { id, a, b, session, first } = yield* oneInFlight
         // An update ahead of the document is looked up in storage: that lookup dies, and the actor with it.
-        poisoned = "op-x"
-        const crashing = yield* Deferred.make<DocumentActor.UpdateOutcome>()
-        yield* session.submit({
-          _tag: "Update",
-          origin: a,
-          opId: "op-x",
-          baseVersion: 5,
-          actorId: a.actorId,
-          ...delta("op-x"),
-          reply: DocumentActor.once((outcome) => Deferred.unsafeDone(crashing, Exit.succeed(outcome)))
-        })
+        poison("op-x")
+        const crashing = yield* submit(session, a, "op-x", 5)
         assert.strictEqual((yield* Deferred.await(crashing))._tag, "Failed")
         // A join loads a new actor (at version 0: op-1 is not stored yet).
         const c = recordingConnection()
@@ -628,27 +606,24 @@ describe("DocumentRegistry", () => {
         assert.deepStrictEqual(yield* Deferred.await(first), { _tag: "Stored", seq: 1 })
         yield* settle
         for (const member of [b, c]) assert.deepStrictEqual(member.of("remote_update").map((frame) => frame.seq), [1])
-      }).pipe(Effect.scoped, Effect.provide(registryLayer({}, storage)))
+      }).pipe(Effect.scoped, Effect.provide(registryLayer({}, layer)))
     })
+
     it.effect("while commands wait for a batch in flight, the mailbox fills and senders wait; batches stay within MAX_BATCH_SIZE", () => {
-      const { appends, layer, sent } = inOrderStorage()
+      const { appends, layer, oneInFlight, sent } = inOrderStorage()
       return Effect.gen(function* () {
-        const id = yield* createDocument
-        const a = recordingConnection()
-        const [, session] = yield* join(id, a)
-        const first = yield* submit(session, a, "op-0")
-        yield* sent(1)
-        // A presence message waits for op-0, and so does everything after it.
+        const { a, session, first } = yield* oneInFlight
+        // A presence message waits for op-1, and so does everything after it.
         yield* session.submit({ _tag: "Presence", connection: a, state: { cursor: 1 } })
         let accepted = 0
-        const senders = yield* Effect.forEach(Array.from({ length: 10 }, (_, i) => `op-${i + 1}`), (opId) =>
+        const senders = yield* Effect.forEach(Array.from({ length: 10 }, (_, i) => `op-${i + 2}`), (opId) =>
           Effect.fork(Effect.flatMap(submit(session, a, opId), (done) => {
             accepted++
             return Deferred.await(done)
           })))
         yield* settle
         assert.strictEqual(accepted, 2, "the mailbox (capacity 2) took two; the other senders wait")
-        assert.strictEqual(appends.length, 1, "nothing more is sent while op-0 is in flight and the presence waits")
+        assert.strictEqual(appends.length, 1, "nothing more is sent while op-1 is in flight and the presence waits")
         yield* appends[0]!.commit()
         assert.deepStrictEqual(yield* Deferred.await(first), { _tag: "Stored", seq: 1 })
         for (let n = 1; n < 20 && appends.length < 20; n++) {
@@ -662,26 +637,12 @@ describe("DocumentRegistry", () => {
     })
 
     it.effect("a crash while the actor serves the commands that waited answers every one of them", () => {
-      const { appends, layer, sent } = inOrderStorage()
-      let poisoned: string | undefined
-      const storage = layer.pipe(
-        Layer.map((context) => {
-          const inner = Context.get(context, DocumentStorage)
-          return Context.make(DocumentStorage, {
-            ...inner,
-            findByOpId: (id, opId) => (opId === poisoned ? Effect.die("injected defect") : inner.findByOpId(id, opId))
-          })
-        })
-      )
+      const { appends, layer, oneInFlight, poison, sent } = inOrderStorage()
       return Effect.gen(function* () {
-        const id = yield* createDocument
-        const a = recordingConnection()
-        const [, session] = yield* join(id, a)
-        const first = yield* submit(session, a, "op-1")
-        yield* sent(1)
+        const { a, session, first } = yield* oneInFlight
         yield* session.submit({ _tag: "Presence", connection: a, state: { cursor: 1 } })
         // Ahead of the document: looked up in storage, and that lookup dies.
-        poisoned = "op-x"
+        poison("op-x")
         const crashing = yield* submit(session, a, "op-x", 5)
         const after = yield* submit(session, a, "op-y")
         // The three wait inside the actor for op-1; once it is stored they are served, and op-x crashes the actor.
@@ -695,24 +656,18 @@ describe("DocumentRegistry", () => {
         assert.strictEqual((yield* Deferred.await(crashing))._tag, "Failed")
         assert.strictEqual((yield* Deferred.await(after))._tag, "Failed", "the command after the crash is answered too")
         // The rebuilt actor goes on.
-        poisoned = undefined
+        poison(undefined)
         const retried = yield* submit(session, a, "op-y", 1)
         yield* sent(2)
         yield* appends[1]!.commit()
         assert.deepStrictEqual(yield* Deferred.await(retried), { _tag: "Stored", seq: 2 })
-      }).pipe(Effect.scoped, Effect.provide(registryLayer({}, storage)))
+      }).pipe(Effect.scoped, Effect.provide(registryLayer({}, layer)))
     })
 
     it.effect("a retry of a batch that failed but committed later is acked as a duplicate and relayed, with no gap", () => {
-      const { appends, layer, sent } = inOrderStorage()
+      const { appends, layer, oneInFlight, sent } = inOrderStorage()
       return Effect.gen(function* () {
-        const id = yield* createDocument
-        const a = recordingConnection()
-        const b = recordingConnection()
-        const [, session] = yield* join(id, a)
-        yield* join(id, b)
-        const first = yield* submit(session, a, "op-1")
-        yield* sent(1)
+        const { id, a, b, session, first } = yield* oneInFlight
         // Reported failed (a timeout): the actor catches up and finds nothing stored yet.
         yield* appends[0]!.commit("fail")
         assert.strictEqual((yield* Deferred.await(first))._tag, "Failed")
@@ -734,29 +689,13 @@ describe("DocumentRegistry", () => {
       }).pipe(Effect.scoped, Effect.provide(registryLayer({}, layer)))
     })
     it.effect("a leave failed by a crash still ends the membership: the rebuilt actor sends that connection nothing", () => {
-      const { appends, layer, sent } = inOrderStorage()
-      let poisoned: string | undefined
-      const storage = layer.pipe(
-        Layer.map((context) => {
-          const inner = Context.get(context, DocumentStorage)
-          return Context.make(DocumentStorage, {
-            ...inner,
-            findByOpId: (id, opId) => (opId === poisoned ? Effect.die("injected defect") : inner.findByOpId(id, opId))
-          })
-        })
-      )
+      const { appends, layer, oneInFlight, poison, sent } = inOrderStorage()
       return Effect.gen(function* () {
-        const id = yield* createDocument
-        const a = recordingConnection()
-        const b = recordingConnection()
-        const [, session] = yield* join(id, a)
-        yield* join(id, b)
-        const first = yield* submit(session, a, "op-1")
-        yield* sent(1)
+        const { a, b, session, first } = yield* oneInFlight
         // Behind op-1, in one batch: a presence message, an update whose lookup dies, then b's leave (as the
         // connection's scope queues it when the socket closes).
         yield* session.submit({ _tag: "Presence", connection: a, state: { cursor: 1 } })
-        poisoned = "op-x"
+        poison("op-x")
         yield* submit(session, a, "op-x", 5)
         const left = yield* Deferred.make<void>()
         yield* session.submit({ _tag: "Leave", connection: b, reply: DocumentActor.once<void>(() => Deferred.unsafeDone(left, Exit.void)) })
@@ -764,13 +703,13 @@ describe("DocumentRegistry", () => {
         yield* appends[0]!.commit()
         yield* Deferred.await(left)
         assert.deepStrictEqual(yield* Deferred.await(first), { _tag: "Stored", seq: 1 })
-        poisoned = undefined
+        poison(undefined)
         const next = yield* submit(session, a, "op-2", 1)
         yield* sent(2)
         yield* appends[1]!.commit()
         assert.deepStrictEqual(yield* Deferred.await(next), { _tag: "Stored", seq: 2 })
         assert.deepStrictEqual(b.of("remote_update").map((frame) => frame.seq), [1], "nothing after its leave")
-      }).pipe(Effect.scoped, Effect.provide(registryLayer({}, storage)))
+      }).pipe(Effect.scoped, Effect.provide(registryLayer({}, layer)))
     })
   })
 })
