@@ -100,16 +100,16 @@ export const route = Layer.unwrapScoped(
   })
 )
 
-/** The route's connections: how to fork one, and how to end each one still open. */
-interface Connections {
+/** @internal The route's connections: how to fork one, and how to end each one still open. Exported for tests. */
+export interface Connections {
   readonly run: (effect: Effect.Effect<void>) => Fiber.RuntimeFiber<void>
   readonly live: Set<Effect.Effect<void>>
   /** Set when the route's finalizer starts: a connection made from then on is closed with 1001, not admitted. */
   closing: boolean
 }
 
-/** What a connection needs of the server. */
-interface Services {
+/** @internal What a connection needs of the server. Exported for tests. */
+export interface Services {
   readonly config: ServerConfigShape
   readonly clock: Clock.Clock
   readonly registry: Context.Tag.Service<DocumentRegistry>
@@ -118,7 +118,8 @@ interface Services {
   readonly heartbeat: Context.Tag.Service<Heartbeat>
 }
 
-const environment = Effect.all({
+/** @internal Exported for tests. */
+export const environment = Effect.all({
   config: ServerConfig,
   clock: Effect.clock,
   registry: DocumentRegistry,
@@ -301,7 +302,7 @@ const closedOrTimeout = (ws: WebSocket): Effect.Effect<void> =>
   }).pipe(Effect.timeoutOption(CLOSE_WAIT), Effect.asVoid)
 
 /** One connection, however its socket arrived: what the server does with its frames, and how it ends. */
-interface Lifecycle {
+export interface Lifecycle {
   /** A frame from the client (queued until the join completes). */
   readonly onFrame: (data: string | Uint8Array) => void
   /** ws reported a protocol error (it closes the socket itself). */
@@ -314,7 +315,8 @@ interface Lifecycle {
   readonly ended: (clientCode: number | "normal") => Effect.Effect<void>
 }
 
-const lifecycle = (
+/** @internal Exported for tests. */
+export const lifecycle = (
   services: Services,
   connections: Connections,
   documentId: DocumentId,

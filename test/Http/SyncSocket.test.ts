@@ -2,8 +2,9 @@
  * The WebSocket sync protocol (sections 2, 2.1, 2.2, 2.5) against a real server on port 0 with real clients.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { HttpServer } from "@effect/platform"
+import { Headers, HttpServer } from "@effect/platform"
 import { Context, Deferred, Effect, Exit, Layer, LogLevel, Option, Redacted, Scope, Tracer } from "effect"
+import { EventEmitter } from "node:events"
 import * as net from "node:net"
 import WebSocket from "ws"
 import * as wsModule from "ws"
@@ -11,10 +12,22 @@ import type { ServerConfigShape } from "../../src/Config.js"
 import { connect, type Frame } from "../support/WsClient.js"
 import * as Config from "../../src/Config.js"
 import { defaults } from "../../src/Config.js"
-import { Authorizer } from "../../src/Http/Authorizer.js"
+import { Authorizer, layerOpen } from "../../src/Http/Authorizer.js"
 import * as Server from "../../src/Http/Server.js"
 import { layerMemory } from "../../src/Storage/DocumentStorage.js"
-import { handshakeProblem, makeConnection, textFrame, textFrameHeader } from "../../src/Http/SyncSocket.js"
+import * as DocumentRegistry from "../../src/Document/DocumentRegistry.js"
+import * as Heartbeat from "../../src/Http/Heartbeat.js"
+import * as Limits from "../../src/Http/Limits.js"
+import { DocumentStorage } from "../../src/Storage/DocumentStorage.js"
+import {
+  type Connections,
+  environment,
+  handshakeProblem,
+  lifecycle,
+  makeConnection,
+  textFrame,
+  textFrameHeader
+} from "../../src/Http/SyncSocket.js"
 import { capture, loggedLine, request, startServer } from "../support/TestServer.js"
 
 /** Sends one raw HTTP request (headers as given) and returns the whole reply as text, once the server closes. */
@@ -505,6 +518,41 @@ describe("WebSocket sync", () => {
       // Nothing of it is left: the one connection this document allows is free.
       const next = yield* connect(url, id)
       assert.strictEqual((yield* next.take("state")).version, 0)
+    }))
+
+  it.scoped("a connection made after shutdown began is closed with 1001, neither admitted nor joined", () =>
+    Effect.gen(function* () {
+      const context = yield* Layer.build(
+        Layer.mergeAll(DocumentRegistry.layer, layerOpen, Limits.layer, Heartbeat.layer).pipe(
+          Layer.provideMerge(layerMemory),
+          Layer.provideMerge(Config.layer({}))
+        )
+      )
+      const services = yield* Effect.provide(environment, context)
+      const document = yield* Effect.flatMap(DocumentStorage, (storage) => storage.create("doc")).pipe(Effect.provide(context))
+      // The route's finalizer has begun (`closing`) when this connection's join starts.
+      const connections: Connections = { run: (effect) => Effect.runFork(effect), live: new Set(), closing: true }
+      const connection = yield* lifecycle(
+        services,
+        connections,
+        document.id,
+        { since: undefined, actorId: undefined },
+        { token: Option.none(), headers: Headers.empty },
+        true
+      )
+      const closed: Array<number> = []
+      const ws = Object.assign(new EventEmitter(), {
+        OPEN: 1,
+        CONNECTING: 0,
+        readyState: 1,
+        pause: () => {},
+        resume: () => {},
+        close: (code: number) => closed.push(code)
+      })
+      yield* connection.setup(ws as unknown as WebSocket)
+      assert.deepStrictEqual(closed, [1001])
+      assert.deepStrictEqual(yield* services.registry.loaded, [], "the document was not even loaded")
+      assert.strictEqual(yield* services.limits.count(), 0)
     }))
 
   it("textFrameHeader and textFrame are what ws writes for a server's text frame, at every length encoding", () => {
