@@ -210,6 +210,9 @@ export interface DocumentActor {
 /** Most batches of a document in flight at once on storage that commits in order (see `DocumentActor.handle`). */
 const MAX_BATCHES_IN_FLIGHT = 8
 
+/** What an update whose batch failed to be stored is answered (its outcome is unknown: the client retries). */
+const STORAGE_FAILED = "storage failed; retry with the same opId"
+
 /** Most opIds remembered in memory; older ones are still found in storage. */
 export const DEDUPE_CACHE_SIZE = 10_000
 
@@ -434,6 +437,14 @@ export const load = (
       return Effect.zipRight(checkAhead, Effect.suspend(() => commit(pending, started)))
     }
 
+    /** Moves to `to` (what storage holds), drops the log tail there, and relays to members what they missed. */
+    const catchUp = (to: number): Effect.Effect<void> =>
+      Effect.suspend(() => {
+        version = to
+        tail.reset(version)
+        return Effect.ignore(sendMissed)
+      })
+
     /** Appends without a fiber, in order, where the storage allows it (SQLite's commit worker). */
     const appendInOrder = inOrderAppends.get(storage.append)
     /** Batches sent and not applied yet, oldest first (only with `appendInOrder`). */
@@ -473,16 +484,14 @@ export const load = (
     ): Effect.Effect<void> => {
       if (Exit.isFailure(exit)) {
         for (const command of pending) {
-          answer(command, { _tag: "Failed", message: "storage failed; retry with the same opId" }, started)
+          answer(command, { _tag: "Failed", message: STORAGE_FAILED }, started)
         }
         return Effect.gen(function* () {
           const error = Cause.failureOption(exit.cause)
           yield* Effect.logWarning("append failed; nothing acked", Option.isSome(error) ? error.value.message : Cause.pretty(exit.cause))
           // The transaction may have committed before the failure was reported: catch up from storage. (So may
           // later batches in flight: `stored` does not relay again what this sends.)
-          version = yield* storage.latestVersion(documentId).pipe(Effect.orElseSucceed(() => version))
-          tail.reset(version)
-          yield* Effect.ignore(sendMissed)
+          yield* catchUp(yield* storage.latestVersion(documentId).pipe(Effect.orElseSucceed(() => version)))
         })
       }
       const results = exit.value
@@ -496,13 +505,10 @@ export const load = (
       if (before <= version) {
         return Effect.sync(() => stored(pending, results, started, committing))
       }
-      return Effect.gen(function* () {
-        yield* Effect.logWarning("the log moved past this actor (a failed batch committed late); relaying it")
-        version = before
-        tail.reset(version)
-        yield* Effect.ignore(sendMissed)
-        stored(pending, results, started, committing)
-      })
+      return Effect.logWarning("the log moved past this actor (a failed batch committed late); relaying it").pipe(
+        Effect.zipRight(catchUp(before)),
+        Effect.zipRight(Effect.sync(() => stored(pending, results, started, committing)))
+      )
     }
 
     /** Acks, broadcasts and remembers what storage stored. */
@@ -592,12 +598,7 @@ export const load = (
         command.orphaned()
         let last = 0
         if (Exit.isSuccess(command.exit)) for (const result of command.exit.value) last = Math.max(last, result.seq)
-        if (last <= version) return Effect.void
-        return Effect.suspend(() => {
-          version = last
-          tail.reset(version)
-          return Effect.ignore(sendMissed)
-        })
+        return last <= version ? Effect.void : catchUp(last)
       }
       if (at > 0) return Effect.dieMessage("append outcomes arrived out of order")
       const batch = inFlight.shift() as InFlight
@@ -704,7 +705,7 @@ const answerFrom = (exit: Exit.Exit<ReadonlyArray<AppendResult>, StorageError>, 
     const command = pending[i] as Update
     const result = Exit.isSuccess(exit) ? exit.value[i] : undefined
     const outcome: UpdateOutcome = result === undefined
-      ? { _tag: "Failed", message: "storage failed; retry with the same opId" }
+      ? { _tag: "Failed", message: STORAGE_FAILED }
       : result.duplicate
       ? { _tag: "Duplicate", seq: result.seq }
       : { _tag: "Stored", seq: result.seq }

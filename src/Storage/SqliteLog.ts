@@ -16,7 +16,7 @@ import { pathToFileURL } from "node:url"
 import { Worker } from "node:worker_threads"
 import { Effect, Exit, type Scope } from "effect"
 import type { DocumentId, Snapshot, StoredUpdate } from "../Domain/Document.js"
-import { type AppendResult, boundsItself, inOrderAppends, type NewUpdate, StorageError } from "./DocumentStorage.js"
+import { type AppendInOrder, type AppendResult, boundsItself, inOrderAppends, type NewUpdate, StorageError } from "./DocumentStorage.js"
 import type { TableNames } from "./Migrations.js"
 
 export interface SqliteLog {
@@ -135,6 +135,13 @@ export const make = (options: SqliteLogOptions): Effect.Effect<SqliteLog, Storag
       }
     }
 
+    /** The worker is gone, or let go: its late replies are ignored, and what was posted to it fails, in order. */
+    const letGo = (cause: unknown) => {
+      worker = undefined
+      lastTransaction = undefined
+      for (const batch of inFlight.splice(0, inFlight.length)) failAll(batch, cause)
+    }
+
     const start = (): Worker => {
       const started = new Worker(workerSource, {
         eval: true,
@@ -153,10 +160,7 @@ export const make = (options: SqliteLogOptions): Effect.Effect<SqliteLog, Storag
         if (worker === started) settle(reply)
       })
       const died = (cause: unknown) => {
-        if (worker !== started) return
-        worker = undefined
-        lastTransaction = undefined
-        for (const batch of inFlight.splice(0, inFlight.length)) failAll(batch, cause)
+        if (worker === started) letGo(cause)
       }
       started.on("error", died)
       started.on("exit", (code) => died(`the SQLite worker exited with code ${code}`))
@@ -190,11 +194,9 @@ export const make = (options: SqliteLogOptions): Effect.Effect<SqliteLog, Storag
         // messages posted before this one are failed first, their outcome unknown, as when the worker dies, and
         // this worker is let go (its late replies are not for the next one's messages).
         const dropped = worker
-        worker = undefined
-        lastTransaction = undefined
+        letGo(cause)
         dropped.unref()
         void askToExit(dropped, 10_000)
-        for (const posted of inFlight.splice(0, inFlight.length)) failAll(posted, cause)
         return failAll(batch, cause)
       }
       inFlight.push(batch)
@@ -277,19 +279,19 @@ export const make = (options: SqliteLogOptions): Effect.Effect<SqliteLog, Storag
       }
     }
 
-    const submit = (id: DocumentId, write: Request["write"]) =>
-      Effect.async<unknown, StorageError>((resume) => submitThen(id, write, resume))
+    /** An append without a fiber: `done` gets its outcome once. */
+    const appendThen: AppendInOrder = (id, updates, done) =>
+      submitThen(id, { op: "append", at: clock.unsafeCurrentTimeMillis(), updates }, done as (exit: Exit.Exit<unknown, StorageError>) => void)
 
     const append = (id: DocumentId, updates: ReadonlyArray<NewUpdate>) =>
-      Effect.suspend(() =>
-        submit(id, { op: "append", at: clock.unsafeCurrentTimeMillis(), updates }) as Effect.Effect<ReadonlyArray<AppendResult>, StorageError>
-      )
+      Effect.async<ReadonlyArray<AppendResult>, StorageError>((resume) => appendThen(id, updates, resume))
     const putSnapshot = (id: DocumentId, snapshot: Snapshot) =>
-      Effect.asVoid(submit(id, { op: "snapshot", version: snapshot.version, data: snapshot.data }))
+      Effect.async<unknown, StorageError>((resume) =>
+        submitThen(id, { op: "snapshot", version: snapshot.version, data: snapshot.data }, resume)
+      ).pipe(Effect.asVoid)
     // The worker answers messages in the order they were posted, and a document's appends go into transactions in
     // that order: an actor may send its next batch before the previous one has committed.
-    inOrderAppends.set(append, (id, updates, done) =>
-      submitThen(id, { op: "append", at: clock.unsafeCurrentTimeMillis(), updates }, done as (exit: Exit.Exit<unknown, StorageError>) => void))
+    inOrderAppends.set(append, appendThen)
     // Bounded here (the timer above; reads are synchronous and never wait for a writer in WAL mode), so the
     // registry does not add a fiber per call to time them.
     boundsItself.add(append)
