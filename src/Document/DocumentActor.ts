@@ -3,7 +3,8 @@
  * members (the connections that joined), persists through DocumentStorage and writes frames to the members.
  *
  * It handles a batch of commands at a time and does not know how they reach it: DocumentRegistry feeds it from a
- * mailbox drained by one fiber, which is what serialises a document without locks. The actor never blocks on a
+ * mailbox drained by one fiber, which is what serialises a document without locks, and hands it the commands it can
+ * take at once (`now`) only while that fiber waits with nothing queued. The actor never blocks on a
  * connection: `Connection.send` returns at once (a connection that falls too far behind closes itself).
  */
 import { Cause, Clock, Effect, Exit, Option } from "effect"
@@ -12,7 +13,7 @@ import * as CloseCodes from "../Domain/CloseCodes.js"
 import type { DocumentId, Snapshot, StoredUpdate } from "../Domain/Document.js"
 import { type UpdateOut, updateOut } from "../Domain/Document.js"
 import type { PresenceEntry, StateMessage } from "../Domain/Protocol.js"
-import { type AppendResult, DocumentStorage, inOrderAppends, StorageError } from "../Storage/DocumentStorage.js"
+import { type AppendInOrder, type AppendResult, DocumentStorage, inOrderAppends, StorageError } from "../Storage/DocumentStorage.js"
 import { COMMA, LogTail } from "./LogTail.js"
 import * as Metrics from "./Metrics.js"
 import { RecentOps } from "./RecentOps.js"
@@ -186,6 +187,8 @@ export interface ActorSettings {
    * older updates reads them from storage.
    */
   readonly logTailBytes: number
+  /** Most updates in one batch (one append). */
+  readonly maxBatchSize: number
 }
 
 export interface DocumentActor {
@@ -196,12 +199,25 @@ export interface DocumentActor {
    * actor) until the batches before it are applied, so that it sees the document as its clients do.
    */
   readonly handle: (commands: ReadonlyArray<Command>) => Effect.Effect<void>
-  /** Whether batches are in flight (an `Appended` will come for each) or commands wait for them. */
+  /**
+   * Handles a command at once, without an Effect, when it needs nothing but the actor's state; false when it must
+   * go through `handle`. Only for a caller that knows no `handle` is running or due (the registry calls it while
+   * the document's mailbox is empty and the fiber that drains it waits). Taken at once, on storage that commits a
+   * document's appends in order (but presence):
+   * - an update that can be sent as it is (it joins the batch that `flush` sends);
+   * - the success of the oldest batch in flight, when storage holds nothing this actor has not relayed;
+   * - a presence message, when nothing is in flight (on any storage).
+   */
+  readonly now: (command: Command) => boolean
+  /** Sends the batch of updates `now` took (`handle` sends it before anything else, too). */
+  readonly flush: () => void
+  /** Whether batches are in flight (an `Appended` will come for each), are still to be sent, or commands wait for them. */
   readonly busy: () => boolean
   /** Whether commands wait for batches in flight: then only `Appended` should be handed to `handle`. */
   readonly holding: () => boolean
   /**
-   * Takes the commands waiting for batches in flight (and those being served after waiting), for a supervisor
+   * Takes the commands waiting for batches in flight (and those being served after waiting, and updates taken by
+   * `now` and not sent yet), for a supervisor
    * that drops this actor: it fails them (some may have been answered already; replies count once).
    */
   readonly abandon: () => ReadonlyArray<Command>
@@ -410,18 +426,8 @@ export const load = (
      */
     const updateRun = (run: ReadonlyArray<Update>): Effect.Effect<void, StorageError> => {
       const started = clock.unsafeCurrentTimeNanos()
-      if (deleted) {
-        for (const command of run) answer(command, { _tag: "NotFound" }, started)
-        return Effect.void
-      }
-      const pending: Array<Update> = []
       const ahead: Array<Update> = []
-      for (const command of run) {
-        const known = recent.get(command.opId)
-        if (known !== undefined) answer(command, { _tag: "Duplicate", seq: known }, started)
-        else if (command.baseVersion > version) ahead.push(command)
-        else pending.push(command)
-      }
+      const pending = sift(run, started, ahead)
       // A retry of a stored update may carry any baseVersion: it is still a duplicate, not an error.
       const checkAhead = ahead.length === 0 ? Effect.void : Effect.forEach(ahead, (command) =>
         Effect.map(storage.findByOpId(documentId, command.opId), (stored) =>
@@ -435,6 +441,25 @@ export const load = (
           )), { discard: true })
       if (pending.length === 0) return checkAhead
       return Effect.zipRight(checkAhead, Effect.suspend(() => commit(pending, started)))
+    }
+
+    /**
+     * Answers the updates of a run that need no storage (all of them for a deleted document, duplicates known in
+     * memory); returns those to store, and puts into `ahead` those whose baseVersion is ahead of the version.
+     */
+    const sift = (run: ReadonlyArray<Update>, started: bigint, ahead: Array<Update>): Array<Update> => {
+      const pending: Array<Update> = []
+      if (deleted) {
+        for (const command of run) answer(command, { _tag: "NotFound" }, started)
+        return pending
+      }
+      for (const command of run) {
+        const known = recent.get(command.opId)
+        if (known !== undefined) answer(command, { _tag: "Duplicate", seq: known }, started)
+        else if (command.baseVersion > version) ahead.push(command)
+        else pending.push(command)
+      }
+      return pending
     }
 
     /** Moves to `to` (what storage holds), drops the log tail there, and relays to members what they missed. */
@@ -457,17 +482,43 @@ export const load = (
     /** Held commands being handled now (see `abandon`). */
     let serving: ReadonlyArray<Command> = []
 
+    /** Updates taken by `now`, not sent yet: one batch, sent by `flush` (or by `handle`, before anything else). */
+    let open: Array<Update> = []
+
+    const flush = (): void => {
+      if (open.length === 0) return
+      const run = open
+      open = []
+      try {
+        const started = clock.unsafeCurrentTimeNanos()
+        const ahead: Array<Update> = []
+        const pending = sift(run, started, ahead)
+        // `now` took none ahead, and the version only moves on.
+        if (ahead.length > 0) throw new Error("an update taken at once is ahead of the version")
+        if (pending.length > 0) send(appendInOrder as AppendInOrder, pending, started)
+      } catch (defect) {
+        // A crash: the supervisor fails them (`abandon`; replies count once).
+        open = run
+        throw defect
+      }
+    }
+
+    /** Sends a batch without waiting for its outcome, which comes back as an `Appended`. */
+    const send = (append: AppendInOrder, pending: ReadonlyArray<Update>, started: bigint): void => {
+      const batch: InFlight = { pending, started, committing: clock.unsafeCurrentTimeNanos() }
+      inFlight.push(batch)
+      append(documentId, pending, (exit) => {
+        const appended: Appended = { _tag: "Appended", batch, exit, orphaned: () => answerFrom(exit, pending) }
+        if (!deliver(appended)) appended.orphaned()
+      })
+    }
+
     const commit = (pending: ReadonlyArray<Update>, started: bigint): Effect.Effect<void> => {
-      const committing = clock.unsafeCurrentTimeNanos()
       if (appendInOrder !== undefined) {
-        const batch: InFlight = { pending, started, committing }
-        inFlight.push(batch)
-        appendInOrder(documentId, pending, (exit) => {
-          const appended: Appended = { _tag: "Appended", batch, exit, orphaned: () => answerFrom(exit, pending) }
-          if (!deliver(appended)) appended.orphaned()
-        })
+        send(appendInOrder, pending, started)
         return Effect.void
       }
+      const committing = clock.unsafeCurrentTimeNanos()
       // (A defect is not an outcome: it ends the batch as a crash, for the supervisor.)
       return Effect.matchEffect(storage.append(documentId, pending), {
         onFailure: (error) => applyAppend(Exit.fail(error), pending, started, committing),
@@ -495,13 +546,7 @@ export const load = (
         })
       }
       const results = exit.value
-      // Seqs past `version` that this batch did not store (the seq before its first new one, or a duplicate's):
-      // something was committed that this actor did not relay (an earlier batch reported failed, by a timeout,
-      // but committed later). Relay it first, or members would see a gap and the log tail would be misnumbered.
-      const first = results.find((result) => !result.duplicate)
-      let before = version
-      if (first !== undefined) before = first.seq - 1
-      else for (const result of results) before = Math.max(before, result.seq)
+      const before = storedBefore(results)
       if (before <= version) {
         return Effect.sync(() => stored(pending, results, started, committing))
       }
@@ -509,6 +554,20 @@ export const load = (
         Effect.zipRight(catchUp(before)),
         Effect.zipRight(Effect.sync(() => stored(pending, results, started, committing)))
       )
+    }
+
+    /**
+     * The seq storage held before a batch's first new update (or its duplicates' latest seq), at least `version`.
+     * Past `version`, something was committed that this actor did not relay (an earlier batch reported failed, by
+     * a timeout, but committed later): it is relayed first, or members would see a gap and the log tail would be
+     * misnumbered.
+     */
+    const storedBefore = (results: ReadonlyArray<AppendResult>): number => {
+      const first = results.find((result) => !result.duplicate)
+      if (first !== undefined) return first.seq - 1
+      let before = version
+      for (const result of results) before = Math.max(before, result.seq)
+      return before
     }
 
     /** Acks, broadcasts and remembers what storage stored. */
@@ -605,8 +664,36 @@ export const load = (
       return applyAppend(command.exit, batch.pending, batch.started, batch.committing)
     }
 
+    const now = (command: Command): boolean => {
+      if (held.length > 0) return false
+      switch (command._tag) {
+        case "Update":
+          if (appendInOrder === undefined || deleted || command.baseVersion > version) return false
+          if (open.length === 0 ? inFlight.length >= MAX_BATCHES_IN_FLIGHT : open.length >= settings.maxBatchSize) {
+            return false
+          }
+          open.push(command)
+          return true
+        case "Appended": {
+          if (inFlight[0] !== command.batch || Exit.isFailure(command.exit)) return false
+          if (storedBefore(command.exit.value) > version) return false
+          const batch = inFlight.shift() as InFlight
+          stored(batch.pending, command.exit.value, batch.started, batch.committing)
+          return true
+        }
+        case "Presence":
+          if (open.length > 0 || inFlight.length > 0) return false
+          presence(command)
+          return true
+        default:
+          return false
+      }
+    }
+
     const handle = (commands: ReadonlyArray<Command>): Effect.Effect<void> =>
       Effect.gen(function* () {
+        // Taken by `now` before these arrived.
+        flush()
         let i = 0
         while (i < commands.length) {
           const command = commands[i] as Command
@@ -654,10 +741,13 @@ export const load = (
 
     return Option.some({
       handle,
-      busy: () => inFlight.length > 0 || held.length > 0,
+      now,
+      flush,
+      busy: () => inFlight.length > 0 || held.length > 0 || open.length > 0,
       holding: () => held.length > 0,
       abandon: () => {
-        const waiting = [...serving, ...held]
+        const waiting = [...open, ...serving, ...held]
+        open = []
         serving = []
         held = []
         return waiting

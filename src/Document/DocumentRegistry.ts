@@ -2,9 +2,11 @@
  * DocumentRegistry: at most one DocumentActor per document, loaded lazily and unloaded after DOCUMENT_IDLE_MS with
  * no connection and no message. Each loaded document is a mailbox (bounded, see `Mailbox`) drained by one fiber, which
  * runs the actor and supervises it: a defect fails only the commands in flight, and the next command runs on an
- * actor rebuilt from storage.
+ * actor rebuilt from storage. While that fiber waits for work with nothing queued, a command that needs nothing but
+ * the actor's state (an update to send, a batch's outcome: see `DocumentActor.now`) is handled at once, in the
+ * socket's or the storage's callback, under the same supervision: that is the hot path, with no fiber and no Effect.
  */
-import { Cause, Context, Deferred, Duration, Effect, Exit, Layer, Option, RcMap, Scope } from "effect"
+import { Cause, Context, Deferred, Duration, Effect, Exit, Layer, Option, RcMap, Runtime, Scope } from "effect"
 import { ServerConfig } from "../Config.js"
 import type { DocumentId } from "../Domain/Document.js"
 import { DocumentStorage, withTimeout } from "../Storage/DocumentStorage.js"
@@ -61,6 +63,10 @@ export class DocumentRegistry extends Context.Tag("docsync/DocumentRegistry")<Do
 
 interface Slot {
   readonly mailbox: Mailbox.Mailbox<DocumentActor.Command>
+  /** `Session.offer`: handled at once when the actor can (see `DocumentActor.now`), else into the mailbox if it has room. */
+  readonly offer: (command: DocumentActor.Command) => boolean
+  /** `Session.submit`: handled at once when the actor can, else into the mailbox, waiting while it is full. */
+  readonly submit: (command: DocumentActor.Command) => Effect.Effect<void>
   /** Tells the slot's idle watch that a connection joined (it waits while there is nobody to watch). */
   readonly joined: () => void
 }
@@ -74,11 +80,12 @@ export const make: Effect.Effect<DocumentRegistryShape, never, Scope.Scope | Ser
       snapshotEvery: config.snapshotEvery,
       snapshotRequestTimeoutMillis: Duration.toMillis(config.snapshotRequestTimeout),
       presenceIdleMillis: idleMillis,
-      logTailBytes: config.logTailBytes
+      logTailBytes: config.logTailBytes,
+      maxBatchSize: config.maxBatchSize
     }
     const slots = yield* RcMap.make({
       lookup: (documentId: DocumentId) =>
-        makeSlot(documentId, settings, config.mailboxCapacity, config.maxBatchSize, idleMillis).pipe(
+        makeSlot(documentId, settings, config.mailboxCapacity, idleMillis).pipe(
           Effect.provideService(DocumentStorage, storage)
         ),
       idleTimeToLive: config.documentIdle
@@ -102,8 +109,8 @@ export const make: Effect.Effect<DocumentRegistryShape, never, Scope.Scope | Ser
           const clock = yield* Effect.clock
           const activity: DocumentActor.Activity = { last: clock.unsafeCurrentTimeMillis() }
           const session: Session = {
-            submit: slot.mailbox.offer,
-            offer: slot.mailbox.unsafeOffer,
+            submit: slot.submit,
+            offer: slot.offer,
             submitAll: slot.mailbox.offerAll,
             touch: () => {
               activity.last = clock.unsafeCurrentTimeMillis()
@@ -158,31 +165,67 @@ const makeSlot = (
   documentId: DocumentId,
   settings: DocumentActor.ActorSettings,
   capacity: number,
-  maxBatchSize: number,
   idleMillis: number
 ): Effect.Effect<Slot, never, Scope.Scope | DocumentStorage> =>
   Effect.gen(function* () {
-    const mailbox = Mailbox.make<DocumentActor.Command>(capacity, maxBatchSize)
+    const mailbox = Mailbox.make<DocumentActor.Command>(capacity, settings.maxBatchSize)
     const members: DocumentActor.Members = new Map()
     let actor: Option.Option<DocumentActor.DocumentActor> = Option.none()
+    const runtime = yield* Effect.runtime<never>()
 
     // Supervision: answer what was in flight, drop the actor's state and rebuild it from storage next time. (Batches
     // still being stored come back as `Appended` and are answered from their outcome: see DocumentActor.Appended.)
+    // Done at once; returns the log line.
+    const drop = (cause: Cause.Cause<never>, commands: ReadonlyArray<DocumentActor.Command>): Effect.Effect<void> => {
+      const waiting = Option.match(actor, { onNone: () => [], onSome: (dropped) => dropped.abandon() })
+      for (const command of [...commands, ...waiting]) {
+        // Its leave is answered: it must not stay a member (members outlive the actor).
+        if (command._tag === "Leave") members.delete(command.connection)
+        DocumentActor.fail(command, "internal error; retry with the same opId")
+      }
+      actor = Option.none()
+      return Effect.logError("document actor crashed; it will be rebuilt from storage", Cause.pretty(cause)).pipe(
+        Effect.annotateLogs("documentId", documentId)
+      )
+    }
     const crashed = (cause: Cause.Cause<never>, commands: ReadonlyArray<DocumentActor.Command>) =>
-      Effect.suspend(() => {
-        const waiting = Option.match(actor, { onNone: () => [], onSome: (dropped) => dropped.abandon() })
-        for (const command of [...commands, ...waiting]) {
-          // Its leave is answered: it must not stay a member (members outlive the actor).
-          if (command._tag === "Leave") members.delete(command.connection)
-          DocumentActor.fail(command, "internal error; retry with the same opId")
-        }
-        actor = Option.none()
-        return Effect.logError("document actor crashed; it will be rebuilt from storage", Cause.pretty(cause))
-      })
+      Effect.suspend(() => drop(cause, commands))
+
+    // Commands handled at once, outside the fiber (see DocumentActor.now): only while the fiber waits for work
+    // with nothing in the mailbox, so they are in order with everything it handles. A defect there is a crash.
+    const guarded = (body: () => boolean, commands: ReadonlyArray<DocumentActor.Command>): boolean => {
+      try {
+        return body()
+      } catch (defect) {
+        Runtime.runFork(runtime)(drop(Cause.die(defect), commands))
+        return true
+      }
+    }
+    let flushing = false
+    const flush = () => {
+      flushing = false
+      if (Option.isNone(actor)) return
+      const current = actor.value
+      guarded(() => {
+        current.flush()
+        return true
+      }, [])
+    }
+    const now = (command: DocumentActor.Command): boolean => {
+      if (Option.isNone(actor) || !mailbox.idle()) return false
+      const current = actor.value
+      if (!guarded(() => current.now(command), [command])) return false
+      // The updates taken in this turn of the event loop (one socket read may carry many) go as one batch.
+      if (command._tag === "Update" && !flushing) {
+        flushing = true
+        queueMicrotask(flush)
+      }
+      return true
+    }
 
     const load = (commands: ReadonlyArray<DocumentActor.Command>) =>
       Effect.gen(function* () {
-        const loaded = yield* DocumentActor.load(documentId, members, settings, mailbox.unsafeOfferAlways).pipe(Effect.exit)
+        const loaded = yield* DocumentActor.load(documentId, members, settings, deliver).pipe(Effect.exit)
         if (Exit.isFailure(loaded)) {
           yield* Effect.logError("document failed to load", loaded.cause)
           for (const command of commands) DocumentActor.fail(command, "the document could not be loaded; retry")
@@ -195,6 +238,9 @@ const makeSlot = (
         actor = loaded.value
         yield* run(commands)
       })
+
+    /** Where the outcome of a batch the actor did not wait for goes (false once the mailbox is shut down). */
+    const deliver = (appended: DocumentActor.Appended): boolean => now(appended) || mailbox.unsafeOfferAlways(appended)
 
     /** Runs one batch on the actor (loading it first if needed). Plain code around the actor's Effect: it runs for every batch. */
     const run = (commands: ReadonlyArray<DocumentActor.Command>): Effect.Effect<void, never, DocumentStorage> =>
@@ -231,7 +277,12 @@ const makeSlot = (
     })
     yield* drain.pipe(Effect.annotateLogs("documentId", documentId), Effect.forkScoped)
     const idle = yield* watchIdle(members, mailbox, idleMillis)
-    return { mailbox, joined: idle.joined }
+    return {
+      mailbox,
+      offer: (command) => now(command) || mailbox.unsafeOffer(command),
+      submit: (command) => Effect.suspend(() => (now(command) ? Effect.void : mailbox.offer(command))),
+      joined: idle.joined
+    }
   })
 
 /**

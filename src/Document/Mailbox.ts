@@ -36,6 +36,11 @@ export interface Mailbox<A> {
   /** Refuses everything from now on: waiting senders and a waiting taker are interrupted. */
   readonly shutdown: () => void
   readonly isShutdown: () => boolean
+  /**
+   * Whether a taker waits (in `take`, not `takeOwn`) with nothing in the mailbox: the fiber that drains it is
+   * parked with no work due, so a command handled at once, without passing through the mailbox, is in order.
+   */
+  readonly idle: () => boolean
 }
 
 /** A sender waiting for room: its items from `next` on are still to go in. */
@@ -181,6 +186,7 @@ export const make = <A>(capacity: number, maxBatch: number): Mailbox<A> => {
       taker = undefined
       waiting?.(Effect.interrupt)
     },
-    isShutdown: () => closed
+    isShutdown: () => closed,
+    idle: () => taker !== undefined && !takerOwnOnly && items.length === 0 && own.length === 0 && senders.length === 0
   }
 }

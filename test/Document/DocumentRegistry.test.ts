@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Deferred, Duration, Effect, Exit, Fiber, Layer, Option, Scope, TestClock } from "effect"
+import { Deferred, Duration, Effect, Exit, Fiber, FiberId, Layer, Option, Scope, TestClock } from "effect"
 import type { DocumentId } from "../../src/Domain/Document.js"
 import * as DocumentActor from "../../src/Document/DocumentActor.js"
 import { DocumentRegistry } from "../../src/Document/DocumentRegistry.js"
@@ -49,7 +49,7 @@ const join = (documentId: DocumentId, connection: DocumentActor.Connection, sinc
 /**
  * Memory storage whose appends commit in order and start without a fiber, as SQLite's commit worker does
  * (`inOrderAppends`): each append waits until the test commits it (in order), succeeds or fails it. `poison`
- * makes the lookup of one opId die (a defect in the actor).
+ * makes the lookup of one opId die and its append throw (a defect in the actor).
  */
 const inOrderStorage = () => {
   const appends: Array<{
@@ -60,6 +60,7 @@ const inOrderStorage = () => {
     const append: DocumentStorageShape["append"] = (id, updates) => inner.append(id, updates)
     boundsItself.add(append)
     inOrderAppends.set(append, (id, updates, done) => {
+      if (updates.some((update) => update.opId === poisoned)) throw new Error("injected defect")
       const failure = (cause: string) => Exit.fail(new StorageError({ operation: "append", cause }))
       appends.push({
         opIds: updates.map((update) => update.opId),
@@ -70,7 +71,8 @@ const inOrderStorage = () => {
               Effect.sync(() => done(outcome === "fail after commit" ? failure("no answer in time") : exit)))
       })
     })
-    // A lookup (of an update ahead of the document) that dies for the poisoned opId, and the actor with it.
+    // A lookup (of an update ahead of the document) that dies for the poisoned opId, and the actor with it; its
+    // append throws.
     const findByOpId: DocumentStorageShape["findByOpId"] = (id, opId) =>
       opId === poisoned ? Effect.die("injected defect") : inner.findByOpId(id, opId)
     return { append, findByOpId }
@@ -93,6 +95,21 @@ const inOrderStorage = () => {
     return { id, a, b, session, first }
   })
   return { appends, layer, oneInFlight, poison, sent }
+}
+
+/** An update from a connection as a socket offers it (`Session.offer`, no Effect), with its outcome. */
+const updateCommand = (origin: DocumentActor.Connection, opId: string, baseVersion = 0) => {
+  const done = Deferred.unsafeMake<DocumentActor.UpdateOutcome>(FiberId.none)
+  const command: DocumentActor.Update = {
+    _tag: "Update",
+    origin,
+    opId,
+    baseVersion,
+    actorId: origin.actorId,
+    ...delta(opId),
+    reply: DocumentActor.once((outcome) => Deferred.unsafeDone(done, Exit.succeed(outcome)))
+  }
+  return { command, done }
 }
 
 /** Lets every fiber that can run run (no timers involved). */
@@ -710,6 +727,117 @@ describe("DocumentRegistry", () => {
         assert.deepStrictEqual(yield* Deferred.await(next), { _tag: "Stored", seq: 2 })
         assert.deepStrictEqual(b.of("remote_update").map((frame) => frame.seq), [1], "nothing after its leave")
       }).pipe(Effect.scoped, Effect.provide(registryLayer({}, layer)))
+    })
+
+    describe("commands the actor takes at once, while its fiber waits for work", () => {
+      /** A document with members a and b, its actor loaded and its fiber waiting. */
+      const members = Effect.gen(function* () {
+        const id = yield* createDocument
+        const a = recordingConnection()
+        const b = recordingConnection()
+        const [, session] = yield* join(id, a)
+        yield* join(id, b)
+        yield* settle
+        return { id, a, b, session }
+      })
+      const seqs = (connection: { readonly of: (type: string) => Array<Record<string, unknown>> }) =>
+        connection.of("remote_update").map((frame) => frame.seq)
+
+      it.effect("updates skip the mailbox, and those of one turn of the event loop go as one batch", () => {
+        const { appends, layer, sent } = inOrderStorage()
+        return Effect.gen(function* () {
+          const { a, b, session } = yield* members
+          const updates = Array.from({ length: 5 }, (_, i) => updateCommand(a, `op-${i + 1}`))
+          // A mailbox of capacity 1 would have taken one of them.
+          assert.deepStrictEqual(updates.map(({ command }) => session.offer(command)), [true, true, true, true, true])
+          yield* sent(1)
+          assert.deepStrictEqual(appends.map((append) => append.opIds), [["op-1", "op-2", "op-3", "op-4", "op-5"]])
+          yield* appends[0]!.commit()
+          const outcomes = yield* Effect.forEach(updates, ({ done }) => Deferred.await(done))
+          assert.deepStrictEqual(outcomes, [1, 2, 3, 4, 5].map((seq) => ({ _tag: "Stored", seq })))
+          assert.deepStrictEqual(seqs(b), [1, 2, 3, 4, 5])
+        }).pipe(Effect.scoped, Effect.provide(registryLayer({ mailboxCapacity: 1 }, layer)))
+      })
+
+      it.effect("a command that cannot be taken at once keeps its place: what comes after it waits for it", () => {
+        const { appends, layer, sent } = inOrderStorage()
+        return Effect.gen(function* () {
+          const { a, b, session } = yield* members
+          const first = updateCommand(a, "op-1")
+          const second = updateCommand(a, "op-2")
+          // The presence message waits for op-1 (it goes through the mailbox), and op-2 behind it.
+          assert.isTrue(session.offer(first.command))
+          assert.isTrue(session.offer({ _tag: "Presence", connection: a, state: { cursor: 1 } }))
+          assert.isTrue(session.offer(second.command))
+          yield* sent(1)
+          yield* settle
+          assert.deepStrictEqual(appends.map((append) => append.opIds), [["op-1"]])
+          yield* appends[0]!.commit()
+          yield* sent(2)
+          yield* appends[1]!.commit()
+          assert.deepStrictEqual(yield* Deferred.await(second.done), { _tag: "Stored", seq: 2 })
+          assert.deepStrictEqual(
+            b.frames.filter((frame) => frame.type !== "presence_join" && frame.type !== "state").map((frame) => frame.type === "remote_update" ? frame.seq : frame.type),
+            [1, "presence", 2]
+          )
+        }).pipe(Effect.scoped, Effect.provide(registryLayer({}, layer)))
+      })
+
+      it.effect("a defect while applying an outcome at once is a crash: the update is acked, the rebuilt actor relays it", () => {
+        const { appends, layer, sent } = inOrderStorage()
+        return Effect.gen(function* () {
+          const id = yield* createDocument
+          const a = recordingConnection()
+          const recorded = recordingConnection()
+          // b's next send throws (a bug in a connection), once.
+          let armed = false
+          const b: typeof recorded = {
+            ...recorded,
+            send: (frame) => {
+              if (armed) {
+                armed = false
+                throw new Error("injected defect")
+              }
+              recorded.send(frame)
+            }
+          }
+          const [, session] = yield* join(id, a)
+          yield* join(id, b)
+          yield* settle
+          const first = updateCommand(a, "op-1")
+          assert.isTrue(session.offer(first.command))
+          yield* sent(1)
+          armed = true
+          yield* appends[0]!.commit()
+          assert.deepStrictEqual(yield* Deferred.await(first.done), { _tag: "Stored", seq: 1 })
+          assert.deepStrictEqual(seqs(b), [], "the relay to b failed")
+          // The next command loads a new actor, which sends b what it missed first.
+          const next = yield* submit(session, a, "op-2", 1)
+          yield* sent(2)
+          yield* appends[1]!.commit()
+          assert.deepStrictEqual(yield* Deferred.await(next), { _tag: "Stored", seq: 2 })
+          assert.deepStrictEqual(seqs(b), [1, 2])
+          assert.deepStrictEqual(seqs(a), [])
+        }).pipe(Effect.scoped, Effect.provide(registryLayer({}, layer)))
+      })
+
+      it.effect("a defect while sending the batch taken at once is a crash: its updates are answered, the next actor goes on", () => {
+        const { appends, layer, poison, sent } = inOrderStorage()
+        return Effect.gen(function* () {
+          const { a, b, session } = yield* members
+          poison("op-boom")
+          const boom = updateCommand(a, "op-boom")
+          assert.isTrue(session.offer(boom.command))
+          assert.strictEqual((yield* Deferred.await(boom.done))._tag, "Failed")
+          poison(undefined)
+          const next = yield* submit(session, a, "op-2")
+          yield* sent(1)
+          assert.deepStrictEqual(appends.map((append) => append.opIds), [["op-2"]])
+          yield* appends[0]!.commit()
+          assert.deepStrictEqual(yield* Deferred.await(next), { _tag: "Stored", seq: 1 })
+          assert.deepStrictEqual(seqs(b), [1])
+        }).pipe(Effect.scoped, Effect.provide(registryLayer({}, layer)))
+      })
     })
   })
 })

@@ -9,6 +9,30 @@ import * as Mailbox from "../../src/Document/Mailbox.js"
 const settle = Effect.repeatN(Effect.yieldNow(), 10)
 
 describe("Mailbox", () => {
+  it.effect("idle only while a taker waits for any item: not before, not once woken, not for the own lane only", () =>
+    Effect.gen(function* () {
+      const mailbox = Mailbox.make<number>(1, 10)
+      assert.isFalse(mailbox.idle(), "no taker")
+      const taker = yield* Effect.fork(mailbox.take)
+      yield* settle
+      assert.isTrue(mailbox.idle())
+      assert.isTrue(mailbox.unsafeOffer(1))
+      assert.isFalse(mailbox.idle(), "woken, not run yet")
+      assert.deepStrictEqual(yield* Fiber.join(taker), [1])
+      // A taker of the own lane only: the rest would wait behind it.
+      const own = yield* Effect.fork(mailbox.takeOwn)
+      yield* settle
+      assert.isFalse(mailbox.idle(), "its taker takes the own lane only")
+      assert.isTrue(mailbox.unsafeOfferAlways(2))
+      assert.deepStrictEqual(yield* Fiber.join(own), [2])
+      const again = yield* Effect.fork(mailbox.take)
+      yield* settle
+      assert.isTrue(mailbox.idle())
+      mailbox.shutdown()
+      assert.isFalse(mailbox.idle(), "shut down")
+      assert.isTrue(Exit.isInterrupted(yield* Fiber.await(again)))
+    }))
+
   it.effect("a batch is everything waiting, in arrival order, at most maxBatch", () =>
     Effect.gen(function* () {
       const mailbox = Mailbox.make<number>(10, 3)
