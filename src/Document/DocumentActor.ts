@@ -211,7 +211,7 @@ export interface DocumentActor {
   readonly now: (command: Command) => boolean
   /** Sends the batch of updates `now` took (`handle` sends it before anything else, too). */
   readonly flush: () => void
-  /** Whether batches are in flight (an `Appended` will come for each), are still to be sent, or commands wait for them. */
+  /** Whether batches are in flight (an `Appended` will come for each) or commands wait for them (after a `flush`). */
   readonly busy: () => boolean
   /** Whether commands wait for batches in flight: then only `Appended` should be handed to `handle`. */
   readonly holding: () => boolean
@@ -743,7 +743,7 @@ export const load = (
       handle,
       now,
       flush,
-      busy: () => inFlight.length > 0 || held.length > 0 || open.length > 0,
+      busy: () => inFlight.length > 0 || held.length > 0,
       holding: () => held.length > 0,
       abandon: () => {
         const waiting = [...open, ...serving, ...held]

@@ -176,17 +176,26 @@ const makeSlot = (
     // Supervision: answer what was in flight, drop the actor's state and rebuild it from storage next time. (Batches
     // still being stored come back as `Appended` and are answered from their outcome: see DocumentActor.Appended.)
     // Done at once; returns the log line.
+    // It may run in a socket's or the storage's callback (see `guarded`): nothing it calls may throw out of it.
     const drop = (cause: Cause.Cause<never>, commands: ReadonlyArray<DocumentActor.Command>): Effect.Effect<void> => {
       const waiting = Option.match(actor, { onNone: () => [], onSome: (dropped) => dropped.abandon() })
+      actor = Option.none()
+      const failures: Array<unknown> = []
       for (const command of [...commands, ...waiting]) {
         // Its leave is answered: it must not stay a member (members outlive the actor).
         if (command._tag === "Leave") members.delete(command.connection)
-        DocumentActor.fail(command, "internal error; retry with the same opId")
+        try {
+          DocumentActor.fail(command, "internal error; retry with the same opId")
+        } catch (failure) {
+          failures.push(failure)
+        }
       }
-      actor = Option.none()
-      return Effect.logError("document actor crashed; it will be rebuilt from storage", Cause.pretty(cause)).pipe(
-        Effect.annotateLogs("documentId", documentId)
-      )
+      return Effect.zipRight(
+        Effect.logError("document actor crashed; it will be rebuilt from storage", Cause.pretty(cause)),
+        Effect.forEach(failures, (failure) => Effect.logError("answering a command of the crashed actor failed", Cause.die(failure)), {
+          discard: true
+        })
+      ).pipe(Effect.annotateLogs("documentId", documentId))
     }
     const crashed = (cause: Cause.Cause<never>, commands: ReadonlyArray<DocumentActor.Command>) =>
       Effect.suspend(() => drop(cause, commands))
@@ -257,7 +266,11 @@ const makeSlot = (
         // and batches still being stored come back as commands (bounded by the storage's timeout).
         while (true) {
           let rest = mailbox.takeAll()
-          if (rest.length === 0 && Option.isSome(actor) && actor.value.busy()) rest = yield* mailbox.takeOwn
+          if (rest.length === 0) {
+            // Updates taken at once and not sent yet go now (their outcomes are waited for below).
+            flush()
+            if (Option.isSome(actor) && actor.value.busy()) rest = yield* mailbox.takeOwn
+          }
           if (rest.length === 0) break
           yield* run(rest).pipe(Effect.uninterruptible, Effect.annotateLogs("documentId", documentId))
         }

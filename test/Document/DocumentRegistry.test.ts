@@ -759,6 +759,89 @@ describe("DocumentRegistry", () => {
         }).pipe(Effect.scoped, Effect.provide(registryLayer({ mailboxCapacity: 1 }, layer)))
       })
 
+      it.effect("a batch's outcome is applied in the storage's callback: acks and relays go out before it returns", () => {
+        const { appends, layer, sent } = inOrderStorage()
+        return Effect.gen(function* () {
+          const { a, b, session } = yield* members
+          const first = updateCommand(a, "op-1")
+          assert.isTrue(session.offer(first.command))
+          yield* sent(1)
+          yield* appends[0]!.commit()
+          // No fiber has run since the commit.
+          assert.isTrue(yield* Deferred.isDone(first.done), "acked in the callback")
+          assert.deepStrictEqual(seqs(b), [1])
+          assert.deepStrictEqual(yield* Deferred.await(first.done), { _tag: "Stored", seq: 1 })
+        }).pipe(Effect.scoped, Effect.provide(registryLayer({}, layer)))
+      })
+
+      it.effect("a presence message is relayed at once when nothing is in flight", () => {
+        const { layer } = inOrderStorage()
+        return Effect.gen(function* () {
+          const { a, b, session } = yield* members
+          assert.isTrue(session.offer({ _tag: "Presence", connection: a, state: { cursor: 7 } }))
+          assert.deepStrictEqual(b.of("presence").map((frame) => frame.state), [{ cursor: 7 }])
+        }).pipe(Effect.scoped, Effect.provide(registryLayer({}, layer)))
+      })
+
+      it.effect("batches taken at once stay within MAX_BATCH_SIZE, and the rest follows in order through the mailbox", () => {
+        const { appends, layer, sent } = inOrderStorage()
+        return Effect.gen(function* () {
+          const { a, b, session } = yield* members
+          const updates = Array.from({ length: 5 }, (_, i) => updateCommand(a, `op-${i + 1}`))
+          for (const { command } of updates) assert.isTrue(session.offer(command))
+          for (let n = 0; n < 3; n++) {
+            yield* sent(n + 1)
+            yield* appends[n]!.commit()
+          }
+          assert.deepStrictEqual(appends.map((append) => append.opIds), [["op-1", "op-2"], ["op-3", "op-4"], ["op-5"]])
+          const outcomes = yield* Effect.forEach(updates, ({ done }) => Deferred.await(done))
+          assert.deepStrictEqual(outcomes, [1, 2, 3, 4, 5].map((seq) => ({ _tag: "Stored", seq })))
+          assert.deepStrictEqual(seqs(b), [1, 2, 3, 4, 5])
+        }).pipe(Effect.scoped, Effect.provide(registryLayer({ maxBatchSize: 2 }, layer)))
+      })
+
+      it.effect("at most 8 batches are in flight: the next update waits for the oldest outcome", () => {
+        const { appends, layer, sent } = inOrderStorage()
+        return Effect.gen(function* () {
+          const { a, session } = yield* members
+          const updates = Array.from({ length: 9 }, (_, i) => updateCommand(a, `op-${i + 1}`))
+          // One per turn: each is a batch of its own.
+          for (const [i, { command }] of updates.entries()) {
+            assert.isTrue(session.offer(command))
+            yield* sent(i + 1)
+          }
+          assert.strictEqual(appends.length, 8)
+          yield* appends[0]!.commit()
+          yield* sent(9)
+          assert.deepStrictEqual(appends[8]?.opIds, ["op-9"])
+          for (const append of appends.slice(1)) yield* append.commit()
+          const outcomes = yield* Effect.forEach(updates, ({ done }) => Deferred.await(done))
+          assert.deepStrictEqual(outcomes, [1, 2, 3, 4, 5, 6, 7, 8, 9].map((seq) => ({ _tag: "Stored", seq })))
+        }).pipe(Effect.scoped, Effect.provide(registryLayer({}, layer)))
+      })
+
+      it.effect("a reply that throws is contained: the storage's callback never sees it, and the document goes on", () => {
+        const { appends, layer, sent } = inOrderStorage()
+        return Effect.gen(function* () {
+          const { a, b, session } = yield* members
+          const throwing: DocumentActor.Update = {
+            ...updateCommand(a, "op-1").command,
+            reply: () => {
+              throw new Error("injected defect")
+            }
+          }
+          assert.isTrue(session.offer(throwing))
+          yield* sent(1)
+          // Applied at once, the ack throws (a crash), and so does answering it again from the outcome.
+          yield* appends[0]!.commit()
+          const next = yield* submit(session, a, "op-2", 1)
+          yield* sent(2)
+          yield* appends[1]!.commit()
+          assert.deepStrictEqual(yield* Deferred.await(next), { _tag: "Stored", seq: 2 })
+          assert.deepStrictEqual(seqs(b), [1, 2])
+        }).pipe(Effect.scoped, Effect.provide(registryLayer({}, layer)))
+      })
+
       it.effect("a command that cannot be taken at once keeps its place: what comes after it waits for it", () => {
         const { appends, layer, sent } = inOrderStorage()
         return Effect.gen(function* () {
