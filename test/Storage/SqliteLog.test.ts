@@ -4,11 +4,11 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { vi } from "vitest"
-import { Duration, Effect, Exit, Fiber, Layer } from "effect"
+import { Duration, Effect, Exit, Fiber, Layer, Schedule, Scope } from "effect"
 import { createRequire } from "node:module"
 import * as Path from "node:path"
 import type { DocumentId } from "../../src/Domain/Document.js"
-import { DocumentStorage, withTimeout } from "../../src/Storage/DocumentStorage.js"
+import { DocumentStorage, inOrderAppends, withTimeout } from "../../src/Storage/DocumentStorage.js"
 import { tableNames } from "../../src/Storage/Migrations.js"
 import { layerSqlite } from "../../src/Storage/SqlDocumentStorage.js"
 import * as SqliteLog from "../../src/Storage/SqliteLog.js"
@@ -18,6 +18,9 @@ const Database = createRequire(import.meta.url)("better-sqlite3") as new(filenam
   exec(sql: string): void
   close(): void
 }
+
+/** Waits for the next turn of the event loop (the log posts to its worker then). */
+const nextTurn = Effect.promise(() => new Promise((resolve) => setImmediate(resolve)))
 
 const update = (opId: string) => ({ opId, actorId: "tester", delta: new TextEncoder().encode(opId) })
 
@@ -148,6 +151,68 @@ describe("SqliteLog", () => {
         { opId: "lost", seq: 4, duplicate: false }
       ])
       assert.deepStrictEqual((yield* storage.updatesAfter(id, 0, 10)).map((u) => u.opId), ["before", "held", "after", "lost"])
+    }).pipe(Effect.scoped))
+
+  it.live("a post to the worker that throws fails what that worker had first, then the batch, in order; the next append starts a new worker", () =>
+    Effect.gen(function* () {
+      const { filename, ids, log, storage } = yield* setup(1)
+      const other = new Database(filename)
+      yield* Effect.addFinalizer(() => Effect.sync(() => other.close()))
+      const id = ids[0] as DocumentId
+      const appendThen = inOrderAppends.get(log.append)
+      assert.isDefined(appendThen)
+      const outcomes: Array<[string, string]> = []
+      const record = (name: string) => (exit: Exit.Exit<unknown, unknown>) => {
+        outcomes.push([name, Exit.isSuccess(exit) ? "stored" : String(Exit.isFailure(exit) ? exit.cause : "")])
+      }
+      // "held" is with the worker, which waits for the write lock; the next post cannot be cloned and throws.
+      other.exec("BEGIN IMMEDIATE")
+      appendThen!(id, [update("held")], record("held"))
+      yield* nextTurn
+      appendThen!(id, [{ ...update("bad"), actorId: Symbol("not cloneable") as unknown as string }], record("bad"))
+      yield* nextTurn
+      assert.deepStrictEqual(outcomes.map(([name]) => name), ["held", "bad"], "answered in the order they were made")
+      for (const [, outcome] of outcomes) assert.include(outcome, "could not be cloned")
+      other.exec("COMMIT")
+      // The dropped worker finishes the transaction in hand (so "held" is stored after all: its failure said the
+      // outcome is unknown) and exits; a new worker serves the next append.
+      yield* Effect.repeat(storage.updatesAfter(id, 0, 10), { until: (stored) => stored.length > 0, schedule: Schedule.spaced("5 millis") })
+      assert.deepStrictEqual(yield* log.append(id, [update("held"), update("after")]), [
+        { opId: "held", seq: 1, duplicate: true },
+        { opId: "after", seq: 2, duplicate: false }
+      ])
+      assert.deepStrictEqual((yield* storage.updatesAfter(id, 0, 10)).map((u) => u.opId), ["held", "after"])
+    }).pipe(Effect.scoped))
+
+  it.live("closing answers the transaction in flight first, then fails what was not posted", () =>
+    Effect.gen(function* () {
+      const { filename, ids, storage } = yield* setup(1)
+      const other = new Database(filename)
+      yield* Effect.addFinalizer(() => Effect.sync(() => other.close()))
+      const id = ids[0] as DocumentId
+      const scope = yield* Scope.make()
+      const log = yield* SqliteLog.make({ filename, synchronous: "full", tables: yield* tableNames(""), busyTimeoutMillis: 5_000, timeoutMillis: 10_000 }).pipe(
+        Scope.extend(scope)
+      )
+      const appendThen = inOrderAppends.get(log.append)!
+      const outcomes: Array<[string, string]> = []
+      const record = (name: string) => (exit: Exit.Exit<unknown, unknown>) => {
+        outcomes.push([name, Exit.isSuccess(exit) ? "stored" : String(Exit.isFailure(exit) ? exit.cause : "")])
+      }
+      other.exec("BEGIN IMMEDIATE")
+      appendThen(id, [update("in-flight")], record("in-flight"))
+      yield* nextTurn
+      const closing = yield* Effect.fork(Scope.close(scope, Exit.void))
+      yield* nextTurn
+      appendThen(id, [update("late")], record("late"))
+      yield* nextTurn
+      assert.deepStrictEqual(outcomes, [], "closing waits for the transaction in flight")
+      other.exec("COMMIT")
+      yield* Fiber.join(closing)
+      assert.deepStrictEqual(outcomes.map(([name]) => name), ["in-flight", "late"])
+      assert.strictEqual(outcomes[0]![1], "stored")
+      assert.include(outcomes[1]![1], "the storage is closed")
+      assert.deepStrictEqual((yield* storage.updatesAfter(id, 0, 10)).map((u) => u.opId), ["in-flight"])
     }).pipe(Effect.scoped))
 
   it.live("an append that times out before it was posted to the worker is dropped, never committed", () =>
