@@ -202,11 +202,11 @@ export interface DocumentActor {
   /**
    * Handles a command at once, without an Effect, when it needs nothing but the actor's state; false when it must
    * go through `handle`. Only for a caller that knows no `handle` is running or due (the registry calls it while
-   * the document's mailbox is empty and the fiber that drains it waits). Taken at once, on storage that commits a
-   * document's appends in order (but presence):
-   * - an update that can be sent as it is (it joins the batch that `flush` sends);
-   * - the success of the oldest batch in flight, when storage holds nothing this actor has not relayed;
-   * - a presence message, when nothing is in flight (on any storage).
+   * the document's mailbox is empty and the fiber that drains it waits). Taken at once:
+   * - on storage that commits a document's appends in order, an update that can be sent as it is (it joins the
+   *   batch that `flush` sends), and the success of the oldest batch in flight when storage holds nothing this
+   *   actor has not relayed;
+   * - on any storage, a presence message when nothing is in flight.
    */
   readonly now: (command: Command) => boolean
   /** Sends the batch of updates `now` took (`handle` sends it before anything else, too). */
@@ -216,9 +216,9 @@ export interface DocumentActor {
   /** Whether commands wait for batches in flight: then only `Appended` should be handed to `handle`. */
   readonly holding: () => boolean
   /**
-   * Takes the commands waiting for batches in flight (and those being served after waiting, and updates taken by
-   * `now` and not sent yet), for a supervisor
-   * that drops this actor: it fails them (some may have been answered already; replies count once).
+   * Takes the commands waiting for batches in flight, those being served after waiting and the updates taken by
+   * `now` and not sent yet, for a supervisor that drops this actor: it fails them (some may have been answered
+   * already; replies count once).
    */
   readonly abandon: () => ReadonlyArray<Command>
 }
@@ -557,8 +557,8 @@ export const load = (
     }
 
     /**
-     * The seq storage held before a batch's first new update (or its duplicates' latest seq), at least `version`.
-     * Past `version`, something was committed that this actor did not relay (an earlier batch reported failed, by
+     * The seq storage held before a batch's first new update (with none, the latest of `version` and its
+     * duplicates' seqs). Past `version`, something was committed that this actor did not relay (an earlier batch reported failed, by
      * a timeout, but committed later): it is relayed first, or members would see a gap and the log tail would be
      * misnumbered.
      */
