@@ -21,6 +21,21 @@ const update = (documentId: DocumentId, opId: string, baseVersion = 0, text = op
     registry.update(documentId, { opId, baseVersion, actorId: "rest", ...delta(text) })
   )
 
+/** An update from a connection as a socket offers it (`Session.offer`, no Effect), with its outcome. */
+const updateCommand = (origin: DocumentActor.Connection, opId: string, baseVersion = 0) => {
+  const done = Deferred.unsafeMake<DocumentActor.UpdateOutcome>(FiberId.none)
+  const command: DocumentActor.Update = {
+    _tag: "Update",
+    origin,
+    opId,
+    baseVersion,
+    actorId: origin.actorId,
+    ...delta(opId),
+    reply: DocumentActor.once((outcome) => Deferred.unsafeDone(done, Exit.succeed(outcome)))
+  }
+  return { command, done }
+}
+
 /** Submits an update from a connection and resolves with its outcome. */
 const submit = (
   session: { readonly submit: (command: DocumentActor.Command) => Effect.Effect<void> },
@@ -28,22 +43,23 @@ const submit = (
   opId: string,
   baseVersion = 0
 ) =>
-  Effect.gen(function* () {
-    const done = yield* Deferred.make<DocumentActor.UpdateOutcome>()
-    yield* session.submit({
-      _tag: "Update",
-      origin,
-      opId,
-      baseVersion,
-      actorId: origin.actorId,
-      ...delta(opId),
-      reply: DocumentActor.once((outcome) => Deferred.unsafeDone(done, Exit.succeed(outcome)))
-    })
-    return done
+  Effect.suspend(() => {
+    const { command, done } = updateCommand(origin, opId, baseVersion)
+    return Effect.as(session.submit(command), done)
   })
 
 const join = (documentId: DocumentId, connection: DocumentActor.Connection, since?: number) =>
   Effect.flatMap(DocumentRegistry, (registry) => registry.join(documentId, connection, since))
+
+/** A document with two members, a and b. */
+const twoMembers = Effect.gen(function* () {
+  const id = yield* createDocument
+  const a = recordingConnection()
+  const b = recordingConnection()
+  const [, session] = yield* join(id, a)
+  yield* join(id, b)
+  return { id, a, b, session }
+})
 
 
 /**
@@ -85,31 +101,12 @@ const inOrderStorage = () => {
   const sent = (n: number) => Effect.repeat(Effect.yieldNow(), { until: () => appends.length >= n, times: 100 })
   /** A document with members a and b, and a's op-1 sent to storage (not committed yet). */
   const oneInFlight = Effect.gen(function* () {
-    const id = yield* createDocument
-    const a = recordingConnection()
-    const b = recordingConnection()
-    const [, session] = yield* join(id, a)
-    yield* join(id, b)
+    const { id, a, b, session } = yield* twoMembers
     const first = yield* submit(session, a, "op-1")
     yield* sent(1)
     return { id, a, b, session, first }
   })
   return { appends, layer, oneInFlight, poison, sent }
-}
-
-/** An update from a connection as a socket offers it (`Session.offer`, no Effect), with its outcome. */
-const updateCommand = (origin: DocumentActor.Connection, opId: string, baseVersion = 0) => {
-  const done = Deferred.unsafeMake<DocumentActor.UpdateOutcome>(FiberId.none)
-  const command: DocumentActor.Update = {
-    _tag: "Update",
-    origin,
-    opId,
-    baseVersion,
-    actorId: origin.actorId,
-    ...delta(opId),
-    reply: DocumentActor.once((outcome) => Deferred.unsafeDone(done, Exit.succeed(outcome)))
-  }
-  return { command, done }
 }
 
 /** Lets every fiber that can run run (no timers involved). */
@@ -731,17 +728,20 @@ describe("DocumentRegistry", () => {
 
     describe("commands the actor takes at once, while its fiber waits for work", () => {
       /** A document with members a and b, its actor loaded and its fiber waiting. */
-      const members = Effect.gen(function* () {
-        const id = yield* createDocument
-        const a = recordingConnection()
-        const b = recordingConnection()
-        const [, session] = yield* join(id, a)
-        yield* join(id, b)
-        yield* settle
-        return { id, a, b, session }
-      })
+      const members = Effect.zipLeft(twoMembers, settle)
       const seqs = (connection: { readonly of: (type: string) => Array<Record<string, unknown>> }) =>
         connection.of("remote_update").map((frame) => frame.seq)
+      /** Every update acked with seqs 1, 2, ... in order, and relayed to `reader` in that order. */
+      const storedInOrder = (
+        updates: ReadonlyArray<{ readonly done: Deferred.Deferred<DocumentActor.UpdateOutcome> }>,
+        reader?: DocumentActor.Connection & { readonly of: (type: string) => Array<Record<string, unknown>> }
+      ) =>
+        Effect.gen(function* () {
+          const expected = updates.map((_, i) => i + 1)
+          const outcomes = yield* Effect.forEach(updates, ({ done }) => Deferred.await(done))
+          assert.deepStrictEqual(outcomes, expected.map((seq) => ({ _tag: "Stored", seq })))
+          if (reader !== undefined) assert.deepStrictEqual(seqs(reader), expected)
+        })
 
       it.effect("updates skip the mailbox, and those of one turn of the event loop go as one batch", () => {
         const { appends, layer, sent } = inOrderStorage()
@@ -753,9 +753,7 @@ describe("DocumentRegistry", () => {
           yield* sent(1)
           assert.deepStrictEqual(appends.map((append) => append.opIds), [["op-1", "op-2", "op-3", "op-4", "op-5"]])
           yield* appends[0]!.commit()
-          const outcomes = yield* Effect.forEach(updates, ({ done }) => Deferred.await(done))
-          assert.deepStrictEqual(outcomes, [1, 2, 3, 4, 5].map((seq) => ({ _tag: "Stored", seq })))
-          assert.deepStrictEqual(seqs(b), [1, 2, 3, 4, 5])
+          yield* storedInOrder(updates, b)
         }).pipe(Effect.scoped, Effect.provide(registryLayer({ mailboxCapacity: 1 }, layer)))
       })
 
@@ -794,9 +792,7 @@ describe("DocumentRegistry", () => {
             yield* appends[n]!.commit()
           }
           assert.deepStrictEqual(appends.map((append) => append.opIds), [["op-1", "op-2"], ["op-3", "op-4"], ["op-5"]])
-          const outcomes = yield* Effect.forEach(updates, ({ done }) => Deferred.await(done))
-          assert.deepStrictEqual(outcomes, [1, 2, 3, 4, 5].map((seq) => ({ _tag: "Stored", seq })))
-          assert.deepStrictEqual(seqs(b), [1, 2, 3, 4, 5])
+          yield* storedInOrder(updates, b)
         }).pipe(Effect.scoped, Effect.provide(registryLayer({ maxBatchSize: 2 }, layer)))
       })
 
@@ -815,8 +811,7 @@ describe("DocumentRegistry", () => {
           yield* sent(9)
           assert.deepStrictEqual(appends[8]?.opIds, ["op-9"])
           for (const append of appends.slice(1)) yield* append.commit()
-          const outcomes = yield* Effect.forEach(updates, ({ done }) => Deferred.await(done))
-          assert.deepStrictEqual(outcomes, [1, 2, 3, 4, 5, 6, 7, 8, 9].map((seq) => ({ _tag: "Stored", seq })))
+          yield* storedInOrder(updates)
         }).pipe(Effect.scoped, Effect.provide(registryLayer({}, layer)))
       })
 

@@ -22,6 +22,19 @@ const Database = createRequire(import.meta.url)("better-sqlite3") as new(filenam
 /** Waits for the next turn of the event loop (the log posts to its worker then). */
 const nextTurn = Effect.promise(() => new Promise((resolve) => setImmediate(resolve)))
 
+/** A second connection to the database (to hold its write lock), closed with the test's scope. */
+const otherConnection = (filename: string) =>
+  Effect.acquireRelease(Effect.sync(() => new Database(filename)), (db) => Effect.sync(() => db.close()))
+
+/** Outcomes in the order they came: [name, "stored" or the failure]. */
+const recorder = () => {
+  const outcomes: Array<[string, string]> = []
+  const record = (name: string) => (exit: Exit.Exit<unknown, unknown>) => {
+    outcomes.push([name, Exit.isSuccess(exit) ? "stored" : String(Exit.isFailure(exit) ? exit.cause : "")])
+  }
+  return { outcomes, record }
+}
+
 const update = (opId: string) => ({ opId, actorId: "tester", delta: new TextEncoder().encode(opId) })
 
 /** A migrated database with `n` documents, its storage, and a second log on it to look at. */
@@ -85,8 +98,7 @@ describe("SqliteLog", () => {
   it.live("waits for a write lock another connection holds, without blocking the event loop, and fails after the bound", () =>
     Effect.gen(function* () {
       const { filename, ids, log } = yield* setup(1, 300)
-      const other = new Database(filename)
-      yield* Effect.addFinalizer(() => Effect.sync(() => other.close()))
+      const other = yield* otherConnection(filename)
       const id = ids[0] as DocumentId
       other.exec("BEGIN IMMEDIATE")
       let ticks = 0
@@ -108,8 +120,7 @@ describe("SqliteLog", () => {
   it.live("an append that gets no answer within timeoutMillis fails (outcome unknown) and the log goes on", () =>
     Effect.gen(function* () {
       const { filename, ids, log } = yield* setup(1, 5_000, 200)
-      const other = new Database(filename)
-      yield* Effect.addFinalizer(() => Effect.sync(() => other.close()))
+      const other = yield* otherConnection(filename)
       const id = ids[0] as DocumentId
       other.exec("BEGIN IMMEDIATE")
       const started = Date.now()
@@ -128,8 +139,7 @@ describe("SqliteLog", () => {
   it.live("a worker that dies fails what was posted to it, and the next append starts a new one", () =>
     Effect.gen(function* () {
       const { filename, ids, log, storage } = yield* setup(1)
-      const other = new Database(filename)
-      yield* Effect.addFinalizer(() => Effect.sync(() => other.close()))
+      const other = yield* otherConnection(filename)
       const id = ids[0] as DocumentId
       assert.deepStrictEqual(yield* log.append(id, [update("before")]), [{ opId: "before", seq: 1, duplicate: false }])
       // The worker waits for the write lock with "held" in hand; it is told to stop, then "lost" is posted behind.
@@ -156,15 +166,11 @@ describe("SqliteLog", () => {
   it.live("a post to the worker that throws fails what that worker had first, then the batch, in order; the next append starts a new worker", () =>
     Effect.gen(function* () {
       const { filename, ids, log, storage } = yield* setup(1)
-      const other = new Database(filename)
-      yield* Effect.addFinalizer(() => Effect.sync(() => other.close()))
+      const other = yield* otherConnection(filename)
       const id = ids[0] as DocumentId
       const appendThen = inOrderAppends.get(log.append)
       assert.isDefined(appendThen)
-      const outcomes: Array<[string, string]> = []
-      const record = (name: string) => (exit: Exit.Exit<unknown, unknown>) => {
-        outcomes.push([name, Exit.isSuccess(exit) ? "stored" : String(Exit.isFailure(exit) ? exit.cause : "")])
-      }
+      const { outcomes, record } = recorder()
       // "held" is with the worker, which waits for the write lock; the next post cannot be cloned and throws.
       other.exec("BEGIN IMMEDIATE")
       appendThen!(id, [update("held")], record("held"))
@@ -187,18 +193,14 @@ describe("SqliteLog", () => {
   it.live("closing answers the transaction in flight first, then fails what was not posted", () =>
     Effect.gen(function* () {
       const { filename, ids, storage } = yield* setup(1)
-      const other = new Database(filename)
-      yield* Effect.addFinalizer(() => Effect.sync(() => other.close()))
+      const other = yield* otherConnection(filename)
       const id = ids[0] as DocumentId
       const scope = yield* Scope.make()
       const log = yield* SqliteLog.make({ filename, synchronous: "full", tables: yield* tableNames(""), busyTimeoutMillis: 5_000, timeoutMillis: 10_000 }).pipe(
         Scope.extend(scope)
       )
       const appendThen = inOrderAppends.get(log.append)!
-      const outcomes: Array<[string, string]> = []
-      const record = (name: string) => (exit: Exit.Exit<unknown, unknown>) => {
-        outcomes.push([name, Exit.isSuccess(exit) ? "stored" : String(Exit.isFailure(exit) ? exit.cause : "")])
-      }
+      const { outcomes, record } = recorder()
       other.exec("BEGIN IMMEDIATE")
       appendThen(id, [update("in-flight")], record("in-flight"))
       yield* nextTurn
