@@ -175,8 +175,8 @@ const makeSlot = (
 
     // Supervision: answer what was in flight, drop the actor's state and rebuild it from storage next time. (Batches
     // still being stored come back as `Appended` and are answered from their outcome: see DocumentActor.Appended.)
-    // Done at once; returns the log line.
-    // It may run in a socket's or the storage's callback (see `guarded`): nothing it calls may throw out of it.
+    // Done at once, and returns the log lines: it may run in a socket's or the storage's callback (see `guarded`),
+    // so nothing it calls may throw out of it.
     const drop = (cause: Cause.Cause<never>, commands: ReadonlyArray<DocumentActor.Command>): Effect.Effect<void> => {
       const waiting = Option.match(actor, { onNone: () => [], onSome: (dropped) => dropped.abandon() })
       actor = Option.none()
