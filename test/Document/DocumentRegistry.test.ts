@@ -743,7 +743,7 @@ describe("DocumentRegistry", () => {
           if (reader !== undefined) assert.deepStrictEqual(seqs(reader), expected)
         })
 
-      it.effect("updates skip the mailbox, and those of one turn of the event loop go as one batch", () => {
+      it.effect("updates skip the mailbox, and those taken before the microtasks run go as one batch", () => {
         const { appends, layer, sent } = inOrderStorage()
         return Effect.gen(function* () {
           const { a, b, session } = yield* members
@@ -834,6 +834,17 @@ describe("DocumentRegistry", () => {
           yield* appends[1]!.commit()
           assert.deepStrictEqual(yield* Deferred.await(next), { _tag: "Stored", seq: 2 })
           assert.deepStrictEqual(seqs(b), [1, 2])
+        }).pipe(Effect.scoped, Effect.provide(registryLayer({}, layer)))
+      })
+
+      it.effect("an update whose baseVersion is ahead is not taken at once: it is looked up and answered invalid_base_version", () => {
+        const { appends, layer } = inOrderStorage()
+        return Effect.gen(function* () {
+          const { a, session } = yield* members
+          const ahead = updateCommand(a, "op-ahead", 5)
+          assert.isTrue(session.offer(ahead.command))
+          assert.deepStrictEqual(yield* Deferred.await(ahead.done), { _tag: "InvalidBaseVersion", version: 0 })
+          assert.strictEqual(appends.length, 0, "nothing sent to storage")
         }).pipe(Effect.scoped, Effect.provide(registryLayer({}, layer)))
       })
 
