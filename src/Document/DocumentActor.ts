@@ -161,7 +161,8 @@ export interface CheckIdle {
 
 /**
  * The outcome of a batch of updates whose append the actor did not wait for (storage that commits a document's
- * appends in order: see `inOrderAppends`). It comes back through the mailbox, in the order the appends were made.
+ * appends in order: see `inOrderAppends`). It comes back in the order the appends were made, through `deliver`: handed
+ * to the actor at once when it can take it (`now`), else through the mailbox.
  */
 export interface Appended {
   readonly _tag: "Appended"
@@ -241,7 +242,10 @@ export const load = (
   documentId: DocumentId,
   members: Members,
   settings: ActorSettings,
-  /** Puts an `Appended` into the document's mailbox whatever its fill (false once it is shut down). */
+  /**
+   * Hands an `Appended` back: to the actor at once when it can take it, else into the document's mailbox whatever
+   * its fill (false once it is shut down).
+   */
   deliver: (appended: Appended) => boolean
 ): Effect.Effect<Option.Option<DocumentActor>, StorageError, DocumentStorage> =>
   Effect.gen(function* () {

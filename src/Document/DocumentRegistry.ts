@@ -16,11 +16,14 @@ import * as Metrics from "./Metrics.js"
 
 /** A connection's handle on a document it joined. */
 export interface Session {
-  /** Puts a command in the document's mailbox, waiting while the mailbox is full. */
+  /**
+   * Hands a command to the document's actor at once when it can take it (see `DocumentActor.now`), else puts it in
+   * the document's mailbox, waiting while the mailbox is full.
+   */
   readonly submit: (command: DocumentActor.Command) => Effect.Effect<void>
   /**
-   * Puts a command in the document's mailbox if it has room, without an Effect (a socket's frames, in its message
-   * callback); false when the mailbox is full and the command was not taken.
+   * `submit` without an Effect (a socket's frames, in its message callback): false when the actor did not take the
+   * command at once and the mailbox is full, so that it was not taken at all.
    */
   readonly offer: (command: DocumentActor.Command) => boolean
   /** Puts commands in the document's mailbox in order, in one offer, waiting while the mailbox is full. */
@@ -224,7 +227,7 @@ const makeSlot = (
       if (Option.isNone(actor) || !mailbox.idle()) return false
       const current = actor.value
       if (!guarded(() => current.now(command), [command])) return false
-      // The updates taken in this turn of the event loop (one socket read may carry many) go as one batch.
+      // The updates taken until the microtasks run (those of one socket read: ws emits them together) go as one batch.
       if (command._tag === "Update" && !flushing) {
         flushing = true
         queueMicrotask(flush)
