@@ -99,6 +99,15 @@ const inOrderStorage = () => {
   }
   /** Lets every fiber that can run run, until `n` appends have been sent (or it is clear they will not be). */
   const sent = (n: number) => Effect.repeat(Effect.yieldNow(), { until: () => appends.length >= n, times: 100 })
+  /** Submits an update, waits until it is sent to storage, commits it and resolves with its outcome. */
+  const storeNext = (...update: Parameters<typeof submit>) =>
+    Effect.gen(function* () {
+      const before = appends.length
+      const done = yield* submit(...update)
+      yield* sent(before + 1)
+      yield* appends[before]!.commit()
+      return yield* Deferred.await(done)
+    })
   /** A document with members a and b, and a's op-1 sent to storage (not committed yet). */
   const oneInFlight = Effect.gen(function* () {
     const { id, a, b, session } = yield* twoMembers
@@ -106,7 +115,7 @@ const inOrderStorage = () => {
     yield* sent(1)
     return { id, a, b, session, first }
   })
-  return { appends, layer, oneInFlight, poison, sent }
+  return { appends, layer, oneInFlight, poison, sent, storeNext }
 }
 
 /** Lets every fiber that can run run (no timers involved). */
@@ -651,7 +660,7 @@ describe("DocumentRegistry", () => {
     })
 
     it.effect("a crash while the actor serves the commands that waited answers every one of them", () => {
-      const { appends, layer, oneInFlight, poison, sent } = inOrderStorage()
+      const { appends, layer, oneInFlight, poison, storeNext } = inOrderStorage()
       return Effect.gen(function* () {
         const { a, session, first } = yield* oneInFlight
         yield* session.submit({ _tag: "Presence", connection: a, state: { cursor: 1 } })
@@ -671,15 +680,12 @@ describe("DocumentRegistry", () => {
         assert.strictEqual((yield* Deferred.await(after))._tag, "Failed", "the command after the crash is answered too")
         // The rebuilt actor goes on.
         poison(undefined)
-        const retried = yield* submit(session, a, "op-y", 1)
-        yield* sent(2)
-        yield* appends[1]!.commit()
-        assert.deepStrictEqual(yield* Deferred.await(retried), { _tag: "Stored", seq: 2 })
+        assert.deepStrictEqual(yield* storeNext(session, a, "op-y", 1), { _tag: "Stored", seq: 2 })
       }).pipe(Effect.scoped, Effect.provide(registryLayer({}, layer)))
     })
 
     it.effect("a retry of a batch that failed but committed later is acked as a duplicate and relayed, with no gap", () => {
-      const { appends, layer, oneInFlight, sent } = inOrderStorage()
+      const { appends, layer, oneInFlight, storeNext } = inOrderStorage()
       return Effect.gen(function* () {
         const { id, a, b, session, first } = yield* oneInFlight
         // Reported failed (a timeout): the actor catches up and finds nothing stored yet.
@@ -689,21 +695,15 @@ describe("DocumentRegistry", () => {
         // Then the timed-out transaction commits after all.
         const storage = yield* DocumentStorage
         yield* storage.append(id, [{ opId: "op-1", actorId: a.actorId, ...delta("op-1") }])
-        const retried = yield* submit(session, a, "op-1")
-        yield* sent(2)
-        yield* appends[1]!.commit()
-        assert.deepStrictEqual(yield* Deferred.await(retried), { _tag: "Duplicate", seq: 1 })
+        assert.deepStrictEqual(yield* storeNext(session, a, "op-1"), { _tag: "Duplicate", seq: 1 })
         yield* settle
         assert.deepStrictEqual(b.of("remote_update").map((frame) => [frame.seq, frame.opId]), [[1, "op-1"]])
         // The document goes on from seq 2.
-        const next = yield* submit(session, a, "op-2", 1)
-        yield* sent(3)
-        yield* appends[2]!.commit()
-        assert.deepStrictEqual(yield* Deferred.await(next), { _tag: "Stored", seq: 2 })
+        assert.deepStrictEqual(yield* storeNext(session, a, "op-2", 1), { _tag: "Stored", seq: 2 })
       }).pipe(Effect.scoped, Effect.provide(registryLayer({}, layer)))
     })
     it.effect("a leave failed by a crash still ends the membership: the rebuilt actor sends that connection nothing", () => {
-      const { appends, layer, oneInFlight, poison, sent } = inOrderStorage()
+      const { appends, layer, oneInFlight, poison, storeNext } = inOrderStorage()
       return Effect.gen(function* () {
         const { a, b, session, first } = yield* oneInFlight
         // Behind op-1, in one batch: a presence message, an update whose lookup dies, then b's leave (as the
@@ -718,10 +718,7 @@ describe("DocumentRegistry", () => {
         yield* Deferred.await(left)
         assert.deepStrictEqual(yield* Deferred.await(first), { _tag: "Stored", seq: 1 })
         poison(undefined)
-        const next = yield* submit(session, a, "op-2", 1)
-        yield* sent(2)
-        yield* appends[1]!.commit()
-        assert.deepStrictEqual(yield* Deferred.await(next), { _tag: "Stored", seq: 2 })
+        assert.deepStrictEqual(yield* storeNext(session, a, "op-2", 1), { _tag: "Stored", seq: 2 })
         assert.deepStrictEqual(b.of("remote_update").map((frame) => frame.seq), [1], "nothing after its leave")
       }).pipe(Effect.scoped, Effect.provide(registryLayer({}, layer)))
     })
