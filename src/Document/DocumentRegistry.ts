@@ -330,21 +330,29 @@ const watchIdle = (
           continue
         }
         const now = clock.unsafeCurrentTimeMillis()
-        let next = now + idleMillis
-        for (const member of members.values()) {
-          if (member.idle || checked.get(member) === member.activity.last) continue
-          const due = member.activity.last + idleMillis
-          if (due <= now) {
-            // A full mailbox: ask again in a second rather than wait in a fiber.
-            if (mailbox.unsafeOffer({ _tag: "CheckIdle", connection: member.connection })) checked.set(member, member.activity.last)
-            else next = Math.min(next, now + 1_000)
-          } else {
-            next = Math.min(next, due)
-          }
-        }
-        yield* Effect.sleep(Duration.millis(next - now))
+        yield* Effect.sleep(Duration.millis(checkDue(now) - now))
       }
     })
+    /**
+     * Asks the actor to check each member that is due; returns when to look next. A function of its own: the
+     * loop's variable in the generator would keep the last member (its socket and all) alive while the fiber
+     * sleeps, after the member left.
+     */
+    const checkDue = (now: number): number => {
+      let next = now + idleMillis
+      for (const member of members.values()) {
+        if (member.idle || checked.get(member) === member.activity.last) continue
+        const due = member.activity.last + idleMillis
+        if (due <= now) {
+          // A full mailbox: ask again in a second rather than wait in a fiber.
+          if (mailbox.unsafeOffer({ _tag: "CheckIdle", connection: member.connection })) checked.set(member, member.activity.last)
+          else next = Math.min(next, now + 1_000)
+        } else {
+          next = Math.min(next, due)
+        }
+      }
+      return next
+    }
     yield* Effect.forkScoped(loop)
     return { joined: () => wake?.() }
   })

@@ -2,6 +2,8 @@
  * Presence lifecycle (protocol 2.4), driven by TestClock: no real time passes in these tests.
  */
 import { assert, describe, it } from "@effect/vitest"
+import { setFlagsFromString } from "node:v8"
+import { runInNewContext } from "node:vm"
 import { Duration, Effect, Exit, Scope, TestClock } from "effect"
 import type { DocumentId } from "../../src/Domain/Document.js"
 import { DocumentRegistry } from "../../src/Document/DocumentRegistry.js"
@@ -17,6 +19,10 @@ const setup = Effect.gen(function* () {
     Effect.map(registry.join(id, connection, undefined), ([, session]) => ({ connection, session }))
   return { id, join }
 })
+
+/** A full garbage collection (V8's `gc`, exposed at run time: the test runner does not pass --expose-gc). */
+setFlagsFromString("--expose-gc")
+const collectGarbage = runInNewContext("gc") as () => void
 
 /** Lets the mailboxes serve what was submitted (and the idle timers' checks), without moving the clock. */
 const settle = Effect.repeatN(
@@ -105,5 +111,31 @@ describe("presence", () => {
       yield* settle
       yield* Scope.close(scope, Exit.void)
       assert.deepStrictEqual(a.connection.of("presence_leave").map((f) => f.reason), ["idle"])
+    }).pipe(Effect.scoped, Effect.provide(registryLayer({ presenceIdle: IDLE }))))
+
+  it.effect("a member that left is not kept alive by its document (its socket can be collected)", () =>
+    Effect.gen(function* () {
+      const { join } = yield* setup
+      const a = yield* join()
+      // b joins and leaves in a function of its own, so that only the document could still hold its connection.
+      const leftBehind = yield* Effect.gen(function* () {
+        const scope = yield* Scope.make()
+        const b = yield* join().pipe(Scope.extend(scope))
+        // The idle timer wakes when a is first due, looks at both members (b last: neither is due, both were
+        // active since), and sleeps again.
+        yield* TestClock.adjust(Duration.millis(20_000))
+        a.session.touch()
+        b.session.touch()
+        yield* TestClock.adjust(Duration.millis(10_000))
+        yield* settle
+        yield* Scope.close(scope, Exit.void)
+        yield* settle
+        return new WeakRef(b.connection)
+      })
+      assert.deepStrictEqual(a.connection.of("presence_leave").map((f) => f.reason), ["disconnect"])
+      // A WeakRef's target is kept until the current job ends.
+      yield* Effect.promise(() => new Promise<void>((resolve) => setImmediate(resolve)))
+      collectGarbage()
+      assert.isUndefined(leftBehind.deref(), "the loaded document no longer holds the connection that left")
     }).pipe(Effect.scoped, Effect.provide(registryLayer({ presenceIdle: IDLE }))))
 })
