@@ -219,7 +219,8 @@ describe("SqliteLog", () => {
 
   it.live("an append that times out before it was posted to the worker is dropped, never committed", () =>
     Effect.gen(function* () {
-      const { ids, log, storage } = yield* setup(1, 5_000, 200)
+      // The bound is long enough for the follow-up append below to start the worker even on a loaded machine.
+      const { ids, log, storage } = yield* setup(1, 5_000, 10_000)
       const id = ids[0] as DocumentId
       // Only the log's timer and the wall clock are faked: its post to the worker waits for the (real) next turn
       // of the event loop, and the timeout fires before that.
@@ -227,13 +228,13 @@ describe("SqliteLog", () => {
       let dropped: Fiber.RuntimeFiber<unknown, unknown>
       try {
         dropped = Effect.runFork(log.append(id, [update("never-posted")]))
-        vi.advanceTimersByTime(200)
+        vi.advanceTimersByTime(10_000)
       } finally {
         vi.useRealTimers()
       }
       const failed = yield* dropped.await
       assert.isTrue(Exit.isFailure(failed))
-      assert.include(String(Exit.isFailure(failed) ? failed.cause : ""), "no answer within 200 ms")
+      assert.include(String(Exit.isFailure(failed) ? failed.cause : ""), "no answer within 10000 ms")
       // Nothing was posted: once the turn that would have posted it has run, no transaction ran, nothing was
       // stored, and the next append is the first.
       yield* Effect.promise(() => new Promise((resolve) => setImmediate(resolve)))
