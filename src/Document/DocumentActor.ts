@@ -509,10 +509,10 @@ export const load = (
 
     /** Sends a batch without waiting for its outcome, which comes back as an `Appended`. */
     const send = (append: AppendInOrder, pending: ReadonlyArray<Update>, started: bigint): void => {
-      const batch: InFlight = { pending, started, committing: clock.unsafeCurrentTimeNanos() }
+      const batch: InFlight = { pending, started, committing: clock.unsafeCurrentTimeNanos(), answered: 0 }
       inFlight.push(batch)
       append(documentId, pending, (exit) => {
-        const appended: Appended = { _tag: "Appended", batch, exit, orphaned: () => answerFrom(exit, pending) }
+        const appended: Appended = { _tag: "Appended", batch, exit, orphaned: () => answerFrom(exit, pending, batch.answered) }
         if (!deliver(appended)) appended.orphaned()
       })
     }
@@ -522,24 +522,20 @@ export const load = (
         send(appendInOrder, pending, started)
         return Effect.void
       }
-      const committing = clock.unsafeCurrentTimeNanos()
+      const batch: InFlight = { pending, started, committing: clock.unsafeCurrentTimeNanos(), answered: 0 }
       // (A defect is not an outcome: it ends the batch as a crash, for the supervisor.)
       return Effect.matchEffect(storage.append(documentId, pending), {
-        onFailure: (error) => applyAppend(Exit.fail(error), pending, started, committing),
-        onSuccess: (results) => applyAppend(Exit.succeed(results), pending, started, committing)
+        onFailure: (error) => applyAppend(Exit.fail(error), batch),
+        onSuccess: (results) => applyAppend(Exit.succeed(results), batch)
       })
     }
 
     /** Acks, broadcasts and remembers a batch's outcome, or fails its updates and catches up with storage. */
-    const applyAppend = (
-      exit: Exit.Exit<ReadonlyArray<AppendResult>, StorageError>,
-      pending: ReadonlyArray<Update>,
-      started: bigint,
-      committing: bigint
-    ): Effect.Effect<void> => {
+    const applyAppend = (exit: Exit.Exit<ReadonlyArray<AppendResult>, StorageError>, batch: InFlight): Effect.Effect<void> => {
       if (Exit.isFailure(exit)) {
-        for (const command of pending) {
-          answer(command, { _tag: "Failed", message: STORAGE_FAILED }, started)
+        for (const command of batch.pending) {
+          answer(command, { _tag: "Failed", message: STORAGE_FAILED }, batch.started)
+          batch.answered++
         }
         return Effect.gen(function* () {
           const error = Cause.failureOption(exit.cause)
@@ -552,11 +548,11 @@ export const load = (
       const results = exit.value
       const before = storedBefore(results)
       if (before <= version) {
-        return Effect.sync(() => stored(pending, results, started, committing))
+        return Effect.sync(() => stored(batch, results))
       }
       return Effect.logWarning("the log moved past this actor (a failed batch committed late); relaying it").pipe(
         Effect.zipRight(catchUp(before)),
-        Effect.zipRight(Effect.sync(() => stored(pending, results, started, committing)))
+        Effect.zipRight(Effect.sync(() => stored(batch, results)))
       )
     }
 
@@ -575,10 +571,12 @@ export const load = (
     }
 
     /** Acks, broadcasts and remembers what storage stored. */
-    const stored = (pending: ReadonlyArray<Update>, results: ReadonlyArray<AppendResult>, started: bigint, committing: bigint) => {
+    const stored = (batch: InFlight, results: ReadonlyArray<AppendResult>) => {
+      const { committing, pending, started } = batch
       Metrics.record(Metrics.commitLatency, Number(clock.unsafeCurrentTimeNanos() - committing) / 1e9)
       Metrics.record(Metrics.batchSize, pending.length)
       for (let i = 0; i < pending.length; i++) {
+        batch.answered = i
         const command = pending[i] as Update
         const result = results[i]
         if (result === undefined) continue
@@ -604,6 +602,7 @@ export const load = (
         }
         answer(command, { _tag: "Stored", seq: result.seq }, started)
       }
+      batch.answered = pending.length
       maybeRequestSnapshot(pending[pending.length - 1]?.origin)
     }
 
@@ -665,7 +664,7 @@ export const load = (
       }
       if (at > 0) return Effect.dieMessage("append outcomes arrived out of order")
       const batch = inFlight.shift() as InFlight
-      return applyAppend(command.exit, batch.pending, batch.started, batch.committing)
+      return applyAppend(command.exit, batch)
     }
 
     const now = (command: Command): boolean => {
@@ -682,7 +681,7 @@ export const load = (
           if (inFlight[0] !== command.batch || Exit.isFailure(command.exit)) return false
           if (storedBefore(command.exit.value) > version) return false
           const batch = inFlight.shift() as InFlight
-          stored(batch.pending, command.exit.value, batch.started, batch.committing)
+          stored(batch, command.exit.value)
           return true
         }
         case "Presence":
@@ -791,11 +790,16 @@ interface InFlight {
   readonly pending: ReadonlyArray<Update>
   readonly started: bigint
   readonly committing: bigint
+  /**
+   * How many of `pending`, from the first, have been answered: a crash halfway through applying the outcome
+   * leaves the rest to `orphaned`, and what was answered is not counted again.
+   */
+  answered: number
 }
 
-/** Answers a batch's updates from its append's outcome alone (no broadcast, no actor state). */
-const answerFrom = (exit: Exit.Exit<ReadonlyArray<AppendResult>, StorageError>, pending: ReadonlyArray<Update>): void => {
-  for (let i = 0; i < pending.length; i++) {
+/** Answers a batch's updates from `from` on from its append's outcome alone (no broadcast, no actor state). */
+const answerFrom = (exit: Exit.Exit<ReadonlyArray<AppendResult>, StorageError>, pending: ReadonlyArray<Update>, from: number): void => {
+  for (let i = from; i < pending.length; i++) {
     const command = pending[i] as Update
     const result = Exit.isSuccess(exit) ? exit.value[i] : undefined
     const outcome: UpdateOutcome = result === undefined
@@ -818,7 +822,8 @@ export const once = <A>(reply: (outcome: A) => void): ((outcome: A) => void) => 
   }
 }
 
-const outcomeTags: Record<UpdateOutcome["_tag"], Metrics.Tags> = {
+/** @internal The labels of `docsync_updates_total` by outcome (exported for tests). */
+export const outcomeTags: Record<UpdateOutcome["_tag"], Metrics.Tags> = {
   Stored: Metrics.tags({ outcome: "stored" }),
   Duplicate: Metrics.tags({ outcome: "duplicate" }),
   InvalidBaseVersion: Metrics.tags({ outcome: "invalid_base_version" }),

@@ -3,6 +3,7 @@ import { Deferred, Duration, Effect, Exit, Fiber, FiberId, Layer, Option, Scope,
 import type { DocumentId } from "../../src/Domain/Document.js"
 import * as DocumentActor from "../../src/Document/DocumentActor.js"
 import { DocumentRegistry } from "../../src/Document/DocumentRegistry.js"
+import * as Metrics from "../../src/Document/Metrics.js"
 import {
   boundsItself,
   DocumentStorage,
@@ -904,6 +905,42 @@ describe("DocumentRegistry", () => {
           assert.deepStrictEqual(yield* Deferred.await(next), { _tag: "Stored", seq: 2 })
           assert.deepStrictEqual(seqs(b), [1, 2])
           assert.deepStrictEqual(seqs(a), [])
+        }).pipe(Effect.scoped, Effect.provide(registryLayer({}, layer)))
+      })
+
+      it.effect("a crash halfway through applying a batch counts each of its updates once in the metrics", () => {
+        const { appends, layer, sent } = inOrderStorage()
+        const stored = DocumentActor.outcomeTags.Stored
+        const storedCount = () => Metrics.updates.unsafeValue(stored).count as number
+        return Effect.gen(function* () {
+          const id = yield* createDocument
+          const a = recordingConnection()
+          const recorded = recordingConnection()
+          // b's second relay from now on throws (a bug in a connection): after op-1 is acked, before op-2 is.
+          let relays: number | undefined
+          const b: typeof recorded = {
+            ...recorded,
+            send: (frame) => {
+              if (relays !== undefined && ++relays === 2) throw new Error("injected defect")
+              recorded.send(frame)
+            }
+          }
+          const [, session] = yield* join(id, a)
+          yield* join(id, b)
+          yield* settle
+          const before = storedCount()
+          // One socket read: one batch of two.
+          const first = updateCommand(a, "op-1")
+          const second = updateCommand(a, "op-2")
+          assert.isTrue(session.offer(first.command))
+          assert.isTrue(session.offer(second.command))
+          yield* sent(1)
+          assert.deepStrictEqual(appends.map((append) => append.opIds), [["op-1", "op-2"]])
+          relays = 0
+          yield* appends[0]!.commit()
+          assert.deepStrictEqual(yield* Deferred.await(first.done), { _tag: "Stored", seq: 1 })
+          assert.deepStrictEqual(yield* Deferred.await(second.done), { _tag: "Stored", seq: 2 })
+          assert.strictEqual(storedCount() - before, 2, "op-1 was counted when acked, and not again after the crash")
         }).pipe(Effect.scoped, Effect.provide(registryLayer({}, layer)))
       })
 
