@@ -6,6 +6,8 @@ export default defineConfig({
     testTimeout: 30_000,
     hookTimeout: 30_000,
     pool: "forks",
+    // `gc()` for the tests that check what a document keeps alive (test/Document/Presence.test.ts).
+    poolOptions: { forks: { execArgv: ["--expose-gc"] } },
     coverage: {
       provider: "v8",
       include: ["src/**/*.ts"],

@@ -512,7 +512,7 @@ export const load = (
       const batch: InFlight = { pending, started, committing: clock.unsafeCurrentTimeNanos(), answered: 0 }
       inFlight.push(batch)
       append(documentId, pending, (exit) => {
-        const appended: Appended = { _tag: "Appended", batch, exit, orphaned: () => answerFrom(exit, pending, batch.answered) }
+        const appended: Appended = { _tag: "Appended", batch, exit, orphaned: () => answerFrom(exit, batch) }
         if (!deliver(appended)) appended.orphaned()
       })
     }
@@ -533,9 +533,9 @@ export const load = (
     /** Acks, broadcasts and remembers a batch's outcome, or fails its updates and catches up with storage. */
     const applyAppend = (exit: Exit.Exit<ReadonlyArray<AppendResult>, StorageError>, batch: InFlight): Effect.Effect<void> => {
       if (Exit.isFailure(exit)) {
-        for (const command of batch.pending) {
-          answer(command, { _tag: "Failed", message: STORAGE_FAILED }, batch.started)
-          batch.answered++
+        for (let i = 0; i < batch.pending.length; i++) {
+          answer(batch.pending[i] as Update, { _tag: "Failed", message: STORAGE_FAILED }, batch.started)
+          batch.answered = i + 1
         }
         return Effect.gen(function* () {
           const error = Cause.failureOption(exit.cause)
@@ -576,34 +576,32 @@ export const load = (
       Metrics.record(Metrics.commitLatency, Number(clock.unsafeCurrentTimeNanos() - committing) / 1e9)
       Metrics.record(Metrics.batchSize, pending.length)
       for (let i = 0; i < pending.length; i++) {
-        batch.answered = i
         const command = pending[i] as Update
-        const result = results[i]
-        if (result === undefined) continue
-        recent.remember(command.opId, result.seq)
-        if (result.duplicate) {
-          answer(command, { _tag: "Duplicate", seq: result.seq }, started)
-          continue
-        }
-        // Already relayed from storage by a catch-up (a batch before it failed while it was in flight).
-        if (result.seq <= version) {
-          answer(command, { _tag: "Stored", seq: result.seq }, started)
-          continue
-        }
-        version = result.seq
-        // `updateOut`'s object, built from the command's base64 (no re-encoding): same fields, same order.
-        const out: UpdateOut = { seq: result.seq, opId: command.opId, actorId: command.actorId, deltaB64: command.deltaB64 }
-        const fragment = JSON.stringify(out)
-        tail.append(fragment)
-        const frame = remoteUpdateFrame(fragment)
-        for (const member of members.values()) {
-          if (member.connection !== command.origin) member.connection.send(frame)
-          member.lastSeq = result.seq
-        }
-        answer(command, { _tag: "Stored", seq: result.seq }, started)
+        answer(command, storedOne(command, results[i]), started)
+        batch.answered = i + 1
       }
-      batch.answered = pending.length
       maybeRequestSnapshot(pending[pending.length - 1]?.origin)
+    }
+
+    /** Remembers and relays one stored update; its answer. */
+    const storedOne = (command: Update, result: AppendResult | undefined): UpdateOutcome => {
+      // Storage owes one result per update; without one, the update is not known to be stored.
+      if (result === undefined) return { _tag: "Failed", message: STORAGE_FAILED }
+      recent.remember(command.opId, result.seq)
+      if (result.duplicate) return { _tag: "Duplicate", seq: result.seq }
+      // Already relayed from storage by a catch-up (a batch before it failed while it was in flight).
+      if (result.seq <= version) return { _tag: "Stored", seq: result.seq }
+      version = result.seq
+      // `updateOut`'s object, built from the command's base64 (no re-encoding): same fields, same order.
+      const out: UpdateOut = { seq: result.seq, opId: command.opId, actorId: command.actorId, deltaB64: command.deltaB64 }
+      const fragment = JSON.stringify(out)
+      tail.append(fragment)
+      const frame = remoteUpdateFrame(fragment)
+      for (const member of members.values()) {
+        if (member.connection !== command.origin) member.connection.send(frame)
+        member.lastSeq = result.seq
+      }
+      return { _tag: "Stored", seq: result.seq }
     }
 
     const answer = (command: Update, outcome: UpdateOutcome, started: bigint) => {
@@ -791,15 +789,21 @@ interface InFlight {
   readonly started: bigint
   readonly committing: bigint
   /**
-   * How many of `pending`, from the first, have been answered: a crash halfway through applying the outcome
-   * leaves the rest to `orphaned`, and what was answered is not counted again.
+   * How many of `pending`, from the first, have been answered. On SQLite's in-order path a crash halfway through
+   * applying the outcome leaves the rest to the `Appended`'s `orphaned`, which neither answers nor counts the
+   * answered ones again. (On the sequential path a crash fails the batch's commands through the supervisor.)
    */
   answered: number
 }
 
-/** Answers a batch's updates from `from` on from its append's outcome alone (no broadcast, no actor state). */
-const answerFrom = (exit: Exit.Exit<ReadonlyArray<AppendResult>, StorageError>, pending: ReadonlyArray<Update>, from: number): void => {
-  for (let i = from; i < pending.length; i++) {
+/**
+ * Answers the updates of a batch not answered yet from its append's outcome alone (no broadcast, no actor state).
+ * Called again (a crash after an orphaned outcome was answered), it answers and counts nothing twice.
+ * (@internal Exported for tests.)
+ */
+export const answerFrom = (exit: Exit.Exit<ReadonlyArray<AppendResult>, StorageError>, batch: InFlight): void => {
+  const { pending } = batch
+  for (let i = batch.answered; i < pending.length; i++) {
     const command = pending[i] as Update
     const result = Exit.isSuccess(exit) ? exit.value[i] : undefined
     const outcome: UpdateOutcome = result === undefined
@@ -809,6 +813,7 @@ const answerFrom = (exit: Exit.Exit<ReadonlyArray<AppendResult>, StorageError>, 
       : { _tag: "Stored", seq: result.seq }
     command.reply(outcome)
     Metrics.add(Metrics.updates, 1, outcomeTags[outcome._tag])
+    batch.answered = i + 1
   }
 }
 
@@ -822,8 +827,7 @@ export const once = <A>(reply: (outcome: A) => void): ((outcome: A) => void) => 
   }
 }
 
-/** @internal The labels of `docsync_updates_total` by outcome (exported for tests). */
-export const outcomeTags: Record<UpdateOutcome["_tag"], Metrics.Tags> = {
+const outcomeTags: Record<UpdateOutcome["_tag"], Metrics.Tags> = {
   Stored: Metrics.tags({ outcome: "stored" }),
   Duplicate: Metrics.tags({ outcome: "duplicate" }),
   InvalidBaseVersion: Metrics.tags({ outcome: "invalid_base_version" }),

@@ -4,7 +4,8 @@
 
 /**
  * With a length that is a multiple of 4, the same strings as groups of four alphabet characters with a last group
- * ending in at most two `=`, checked without a group per four characters (twice as fast on long payloads).
+ * ending in at most two `=`: checked as one character class, because a group per four characters made this check
+ * most of a large frame's decoding (docs/performance.md, eighth round).
  */
 const STRICT = /^[A-Za-z0-9+/]*={0,2}$/
 

@@ -71,7 +71,7 @@ const twoMembers = Effect.gen(function* () {
 const inOrderStorage = () => {
   const appends: Array<{
     readonly opIds: ReadonlyArray<string>
-    readonly commit: (outcome?: "fail" | "fail after commit") => Effect.Effect<void>
+    readonly commit: (outcome?: "fail" | "fail after commit" | "no result for the last") => Effect.Effect<void>
   }> = []
   const layer = wrapStorage((inner) => {
     const append: DocumentStorageShape["append"] = (id, updates) => inner.append(id, updates)
@@ -85,7 +85,15 @@ const inOrderStorage = () => {
           outcome === "fail"
             ? Effect.sync(() => done(failure("injected")))
             : Effect.flatMap(Effect.exit(inner.append(id, updates)), (exit) =>
-              Effect.sync(() => done(outcome === "fail after commit" ? failure("no answer in time") : exit)))
+              Effect.sync(() =>
+                done(
+                  outcome === "fail after commit"
+                    ? failure("no answer in time")
+                    : outcome === "no result for the last"
+                    ? Exit.map(exit, (results) => results.slice(0, -1))
+                    : exit
+                )
+              ))
       })
     })
     // A lookup (of an update ahead of the document) that dies for the poisoned opId, and the actor with it; its
@@ -910,8 +918,7 @@ describe("DocumentRegistry", () => {
 
       it.effect("a crash halfway through applying a batch counts each of its updates once in the metrics", () => {
         const { appends, layer, sent } = inOrderStorage()
-        const stored = DocumentActor.outcomeTags.Stored
-        const storedCount = () => Metrics.updates.unsafeValue(stored).count as number
+        const storedCount = () => Metrics.updates.unsafeValue(Metrics.tags({ outcome: "stored" })).count as number
         return Effect.gen(function* () {
           const id = yield* createDocument
           const a = recordingConnection()
@@ -940,7 +947,44 @@ describe("DocumentRegistry", () => {
           yield* appends[0]!.commit()
           assert.deepStrictEqual(yield* Deferred.await(first.done), { _tag: "Stored", seq: 1 })
           assert.deepStrictEqual(yield* Deferred.await(second.done), { _tag: "Stored", seq: 2 })
+          assert.deepStrictEqual(seqs(b), [1], "the relay of op-2 to b threw")
           assert.strictEqual(storedCount() - before, 2, "op-1 was counted when acked, and not again after the crash")
+        }).pipe(Effect.scoped, Effect.provide(registryLayer({}, layer)))
+      })
+
+      it.effect("a batch answered from its outcome after a crash answers and counts only what was not answered yet, once", () =>
+        Effect.gen(function* () {
+          const storedCount = () => Metrics.updates.unsafeValue(Metrics.tags({ outcome: "stored" })).count as number
+          const a = recordingConnection()
+          const updates = ["op-1", "op-2", "op-3"].map((opId) => updateCommand(a, opId))
+          const replies: Array<string> = []
+          const pending = updates.map(({ command }) => ({ ...command, reply: (o: DocumentActor.UpdateOutcome) => {
+            replies.push(command.opId)
+            command.reply(o)
+          } }))
+          // op-1 was answered before the crash.
+          const batch = { pending, started: 0n, committing: 0n, answered: 1 }
+          const exit = Exit.succeed(pending.map((u, i) => ({ opId: u.opId, seq: i + 1, duplicate: false })))
+          const before = storedCount()
+          DocumentActor.answerFrom(exit, batch)
+          DocumentActor.answerFrom(exit, batch)
+          assert.deepStrictEqual(replies, ["op-2", "op-3"])
+          assert.strictEqual(storedCount() - before, 2)
+          assert.deepStrictEqual(yield* Deferred.await(updates[2]!.done), { _tag: "Stored", seq: 3 })
+        }))
+
+      it.effect("an update storage returns no result for is answered failed, not left waiting", () => {
+        const { appends, layer, sent } = inOrderStorage()
+        return Effect.gen(function* () {
+          const { a, session } = yield* members
+          const first = updateCommand(a, "op-1")
+          const second = updateCommand(a, "op-2")
+          assert.isTrue(session.offer(first.command))
+          assert.isTrue(session.offer(second.command))
+          yield* sent(1)
+          yield* appends[0]!.commit("no result for the last")
+          assert.deepStrictEqual(yield* Deferred.await(first.done), { _tag: "Stored", seq: 1 })
+          assert.strictEqual((yield* Deferred.await(second.done))._tag, "Failed")
         }).pipe(Effect.scoped, Effect.provide(registryLayer({}, layer)))
       })
 

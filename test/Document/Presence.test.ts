@@ -2,8 +2,6 @@
  * Presence lifecycle (protocol 2.4), driven by TestClock: no real time passes in these tests.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { setFlagsFromString } from "node:v8"
-import { runInNewContext } from "node:vm"
 import { Duration, Effect, Exit, Scope, TestClock } from "effect"
 import type { DocumentId } from "../../src/Domain/Document.js"
 import { DocumentRegistry } from "../../src/Document/DocumentRegistry.js"
@@ -20,9 +18,12 @@ const setup = Effect.gen(function* () {
   return { id, join }
 })
 
-/** A full garbage collection (V8's `gc`, exposed at run time: the test runner does not pass --expose-gc). */
-setFlagsFromString("--expose-gc")
-const collectGarbage = runInNewContext("gc") as () => void
+/** A full garbage collection: V8's `gc`, exposed by vitest.config.ts (--expose-gc). */
+const collectGarbage = (): void => {
+  const gc = (globalThis as { gc?: () => void }).gc
+  if (gc === undefined) throw new Error("run with --expose-gc (vitest.config.ts passes it)")
+  gc()
+}
 
 /** Lets the mailboxes serve what was submitted (and the idle timers' checks), without moving the clock. */
 const settle = Effect.repeatN(

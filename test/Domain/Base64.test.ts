@@ -28,7 +28,7 @@ describe("Base64.isBase64", () => {
     for (const good of ["", "AAAA", "AAA=", "AA==", "Zm9vYmFy", "Zm9vYg==", "+/+/", "AAAAAA=="]) {
       assert.isTrue(Base64.isBase64(good), good)
     }
-    for (const bad of ["A", "AA", "AAA", "A===", "====", "AA==AA==", "AA=A", "=AAA", "-_-_", "AA AA==", "AA==\n", "\nAAAA", "AAAA====", "Zm9v!mFy", "😀😀=="]) {
+    for (const bad of ["A", "AA", "AAA", "A===", "====", "AA==AA==", "AA=A", "=AAA", "-_-_", "AA AA==", "AA==\n", "\nAAAA", "AAAA====", "Zm9v!mFy", "😀😀==", "AAA\n", "AA=\n", "😀==", "é===", "AAé="]) {
       assert.isFalse(Base64.isBase64(bad), JSON.stringify(bad))
     }
   })
