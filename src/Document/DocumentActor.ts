@@ -507,9 +507,17 @@ export const load = (
       }
     }
 
+    /** A batch about to be sent to storage: committing from now, nothing answered yet. */
+    const newBatch = (pending: ReadonlyArray<Update>, started: bigint): InFlight => ({
+      pending,
+      started,
+      committing: clock.unsafeCurrentTimeNanos(),
+      answered: 0
+    })
+
     /** Sends a batch without waiting for its outcome, which comes back as an `Appended`. */
     const send = (append: AppendInOrder, pending: ReadonlyArray<Update>, started: bigint): void => {
-      const batch: InFlight = { pending, started, committing: clock.unsafeCurrentTimeNanos(), answered: 0 }
+      const batch = newBatch(pending, started)
       inFlight.push(batch)
       append(documentId, pending, (exit) => {
         const appended: Appended = { _tag: "Appended", batch, exit, orphaned: () => answerFrom(exit, batch) }
@@ -522,7 +530,7 @@ export const load = (
         send(appendInOrder, pending, started)
         return Effect.void
       }
-      const batch: InFlight = { pending, started, committing: clock.unsafeCurrentTimeNanos(), answered: 0 }
+      const batch = newBatch(pending, started)
       // (A defect is not an outcome: it ends the batch as a crash, for the supervisor.)
       return Effect.matchEffect(storage.append(documentId, pending), {
         onFailure: (error) => applyAppend(Exit.fail(error), batch),
@@ -558,9 +566,9 @@ export const load = (
 
     /**
      * The seq storage held before a batch's first new update (with none, the latest of `version` and its
-     * duplicates' seqs). Past `version`, something was committed that this actor did not relay (an earlier batch reported failed, by
-     * a timeout, but committed later): it is relayed first, or members would see a gap and the log tail would be
-     * misnumbered.
+     * duplicates' seqs). Past `version`, something was committed that this actor did not relay (an earlier batch
+     * reported failed, by a timeout, but committed later): it is relayed first, or members would see a gap and the
+     * log tail would be misnumbered.
      */
     const storedBefore = (results: ReadonlyArray<AppendResult>): number => {
       const first = results.find((result) => !result.duplicate)
