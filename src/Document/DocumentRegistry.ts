@@ -6,7 +6,7 @@
  * the actor's state (an update to send, a batch's outcome: see `DocumentActor.now`) is handled at once, in the
  * socket's or the storage's callback, under the same supervision: that is the hot path, with no fiber and no Effect.
  */
-import { Cause, Context, Deferred, Duration, Effect, Exit, Layer, Option, RcMap, Runtime, Scope } from "effect"
+import { Cause, type Clock, Context, Deferred, Duration, Effect, Exit, Layer, Option, RcMap, Runtime, Scope } from "effect"
 import { ServerConfig } from "../Config.js"
 import type { DocumentId } from "../Domain/Document.js"
 import { DocumentStorage, withTimeout } from "../Storage/DocumentStorage.js"
@@ -106,41 +106,17 @@ export const make: Effect.Effect<DocumentRegistryShape, never, Scope.Scope | Ser
       )
 
     return {
+      // Nothing made in here outlives the join but what it returns and the leave: a closure made in this generator
+      // would keep all of its variables (the reply's Deferred among them) for the connection's life.
       join: (documentId, connection, since) =>
         Effect.gen(function* () {
           const slot = yield* RcMap.get(slots, documentId)
-          const clock = yield* Effect.clock
-          const activity: DocumentActor.Activity = { last: clock.unsafeCurrentTimeMillis() }
-          const session: Session = {
-            submit: slot.submit,
-            offer: slot.offer,
-            submitAll: slot.mailbox.offerAll,
-            touch: () => {
-              activity.last = clock.unsafeCurrentTimeMillis()
-            }
-          }
-          const done = yield* Deferred.make<DocumentActor.JoinOutcome>()
-          const reply = DocumentActor.once((outcome: DocumentActor.JoinOutcome) => Deferred.unsafeDone(done, Exit.succeed(outcome)))
-          yield* slot.mailbox.offer({ _tag: "Join", connection, activity, since, reply })
-          const outcome = yield* Deferred.await(done)
+          const session = new MemberSession(slot, yield* Effect.clock)
+          const outcome = yield* askJoin(slot, connection, session, since)
           if (outcome._tag === "Joined") {
             Metrics.add(Metrics.connections, 1)
             // On the scope itself: `Effect.addFinalizer` keeps a copy of the fiber's FiberRefs per connection.
-            yield* Scope.addFinalizer(
-              yield* Effect.scope,
-              Effect.gen(function* () {
-                Metrics.add(Metrics.connections, -1)
-                // Shut down means the registry is gone and the document with it: nothing to leave.
-                if (slot.mailbox.isShutdown()) return
-                const left = yield* Deferred.make<void>()
-                yield* slot.mailbox.offer({
-                  _tag: "Leave",
-                  connection,
-                  reply: DocumentActor.once<void>(() => Deferred.unsafeDone(left, Exit.void))
-                })
-                yield* Deferred.await(left)
-              })
-            )
+            yield* Scope.addFinalizer(yield* Effect.scope, leave(slot, connection))
             slot.joined()
           }
           return [outcome, session] as const
@@ -154,6 +130,57 @@ export const make: Effect.Effect<DocumentRegistryShape, never, Scope.Scope | Ser
     }
   }
 )
+
+/**
+ * A member's session: the slot's own functions, and the member's activity (`touch` moves it), which the actor reads
+ * as the member's `Activity`. One object per connection, with its methods shared.
+ */
+class MemberSession implements Session, DocumentActor.Activity {
+  last: number
+  readonly submit: Slot["submit"]
+  readonly offer: Slot["offer"]
+  readonly submitAll: Session["submitAll"]
+  constructor(slot: Slot, private readonly clock: Clock.Clock) {
+    this.submit = slot.submit
+    this.offer = slot.offer
+    this.submitAll = slot.mailbox.offerAll
+    this.last = clock.unsafeCurrentTimeMillis()
+  }
+  touch(): void {
+    this.last = this.clock.unsafeCurrentTimeMillis()
+  }
+}
+
+/** Asks the actor to join `connection`, with `activity` as its activity, and waits for the outcome. */
+const askJoin = (slot: Slot, connection: DocumentActor.Connection, activity: DocumentActor.Activity, since: number | undefined) =>
+  Effect.flatMap(Deferred.make<DocumentActor.JoinOutcome>(), (done) =>
+    Effect.zipRight(
+      slot.mailbox.offer({
+        _tag: "Join",
+        connection,
+        activity,
+        since,
+        reply: DocumentActor.once((outcome: DocumentActor.JoinOutcome) => Deferred.unsafeDone(done, Exit.succeed(outcome)))
+      }),
+      Deferred.await(done)
+    ))
+
+/** A member's leave, run when its connection's scope closes: the actor answers once it is no longer a member. */
+const leave = (slot: Slot, connection: DocumentActor.Connection): Effect.Effect<void> =>
+  Effect.suspend(() => {
+    Metrics.add(Metrics.connections, -1)
+    // Shut down means the registry is gone and the document with it: nothing to leave.
+    if (slot.mailbox.isShutdown()) return Effect.void
+    return Effect.flatMap(Deferred.make<void>(), (left) =>
+      Effect.zipRight(
+        slot.mailbox.offer({
+          _tag: "Leave",
+          connection,
+          reply: DocumentActor.once<void>(() => Deferred.unsafeDone(left, Exit.void))
+        }),
+        Deferred.await(left)
+      ))
+  })
 
 export const layer: Layer.Layer<DocumentRegistry, never, ServerConfig | DocumentStorage> = Layer.scoped(
   DocumentRegistry,
