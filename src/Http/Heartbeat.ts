@@ -43,6 +43,11 @@ export const make: Effect.Effect<HeartbeatShape, never, Scope.Scope | ServerConf
       }
     }
   })
+  // One listener for every socket (ws calls it with the socket as `this`): a closure per socket would cost more.
+  function answered(this: WebSocket): void {
+    const liveness = sockets.get(this)
+    if (liveness !== undefined) liveness.alive = true
+  }
   yield* Effect.sleep(config.heartbeatInterval).pipe(
     Effect.zipRight(round),
     Effect.forever,
@@ -53,11 +58,8 @@ export const make: Effect.Effect<HeartbeatShape, never, Scope.Scope | ServerConf
     // Uninterruptible like an acquire: a socket watched is always unwatched.
     watch: (ws) =>
       Effect.uninterruptible(Effect.flatMap(Effect.scope, (scope) => {
-        const liveness: Liveness = { alive: true }
-        sockets.set(ws, liveness)
-        ws.on("pong", () => {
-          liveness.alive = true
-        })
+        sockets.set(ws, { alive: true })
+        ws.on("pong", answered)
         return Scope.addFinalizer(scope, Effect.sync(() => sockets.delete(ws)))
       })),
     timedOut: (ws) => terminated.has(ws)

@@ -3,7 +3,7 @@
  * second with a burst, RATE_LIMIT_PER_SECOND / RATE_LIMIT_BURST) and the connection caps
  * (MAX_CONNECTIONS_PER_DOCUMENT / MAX_CONNECTIONS). The REST body limit is in `Middleware.ts`.
  */
-import { Context, Effect, Layer, Option, Scope } from "effect"
+import { type Clock, Context, Effect, Layer, Option, Scope } from "effect"
 import { ServerConfig } from "../Config.js"
 import type { DocumentId } from "../Domain/Document.js"
 
@@ -17,27 +17,35 @@ export interface TokenBucket {
 
 /** A full bucket whose refills follow `Clock` (so `TestClock.adjust` drives them in tests). */
 export const makeTokenBucket = (options: { readonly perSecond: number; readonly burst: number }): Effect.Effect<TokenBucket> =>
-  Effect.map(Effect.clock, (clock) => {
-    let tokens = options.burst
-    let last = clock.unsafeCurrentTimeMillis()
-    const refill = () => {
-      const now = clock.unsafeCurrentTimeMillis()
-      if (now > last) tokens = Math.min(options.burst, tokens + ((now - last) * options.perSecond) / 1000)
-      last = now
-    }
-    return {
-      tryTake: () => {
-        refill()
-        if (tokens < 1) return false
-        tokens -= 1
-        return true
-      },
-      available: () => {
-        refill()
-        return tokens
-      }
-    }
-  })
+  Effect.map(Effect.clock, (clock) => new ClockBucket(clock, options.perSecond, options.burst))
+
+/** One object per connection, its methods shared (closures would cost a context and a function each). */
+class ClockBucket implements TokenBucket {
+  private tokens: number
+  private last: number
+  constructor(private readonly clock: Clock.Clock, private readonly perSecond: number, private readonly burst: number) {
+    this.tokens = burst
+    this.last = clock.unsafeCurrentTimeMillis()
+  }
+
+  tryTake(): boolean {
+    this.refill()
+    if (this.tokens < 1) return false
+    this.tokens -= 1
+    return true
+  }
+
+  available(): number {
+    this.refill()
+    return this.tokens
+  }
+
+  private refill(): void {
+    const now = this.clock.unsafeCurrentTimeMillis()
+    if (now > this.last) this.tokens = Math.min(this.burst, this.tokens + ((now - this.last) * this.perSecond) / 1000)
+    this.last = now
+  }
+}
 
 /** Which cap refused a connection. */
 export type Refusal = "server" | "document"
