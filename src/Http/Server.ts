@@ -94,6 +94,10 @@ export const baseUrl = (server: HttpServer.HttpServer): string => {
  * A Node HTTP server whose `serve` also registers the graceful drain. The drain runs before the request handler
  * is detached (finalizers run in reverse), so requests already on a keep-alive connection still get answers.
  */
+function destroyOnError(this: Duplex): void {
+  this.destroy()
+}
+
 function makeNodeServer() {
   return Effect.gen(function* () {
     const config = yield* ServerConfig
@@ -112,15 +116,20 @@ function makeNodeServer() {
     // Every upgrade is tracked (to cut what is left at shutdown); a WebSocket join goes straight to its route's
     // handler (`SyncSocket.DirectUpgrades`), ahead of the platform's "upgrade" listener and its HTTP pipeline.
     const direct = yield* SyncSocket.DirectUpgrades
+    // One listener of each for every upgraded socket (called with the socket as `this`), not closures per socket.
+    const untrack = function(this: Duplex) {
+      upgrades.delete(this)
+    }
     const emit = node.emit
     node.emit = function(this: typeof node, event: string | symbol, ...args: Array<unknown>): boolean {
       if (event === "upgrade") {
         const [request, socket, head] = args as [IncomingMessage, Duplex, Buffer]
         upgrades.add(socket)
-        socket.once("close", () => upgrades.delete(socket))
+        // "close" is emitted once.
+        socket.on("close", untrack)
         // Node takes its own error listener off a socket it hands over for an upgrade: without one, a client that
         // resets the connection while its answer is written would crash the process.
-        socket.on("error", () => socket.destroy())
+        socket.on("error", destroyOnError)
         const handler = direct.get()
         if (handler !== undefined) {
           try {

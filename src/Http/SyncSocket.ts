@@ -84,7 +84,7 @@ export const route = Layer.unwrapScoped(
     yield* Effect.addFinalizer(() =>
       Effect.suspend(() => {
         connections.closing = true
-        return Effect.forEach(connections.live, (finish) => finish, { concurrency: "unbounded", discard: true })
+        return Effect.forEach(connections.live, (live) => live.atShutdown(), { concurrency: "unbounded", discard: true })
       })
     )
     const upgrades = yield* Effect.serviceOption(DirectUpgrades)
@@ -103,7 +103,8 @@ export const route = Layer.unwrapScoped(
 /** @internal The route's connections: how to fork one, and how to end each one still open. Exported for tests. */
 export interface Connections {
   readonly run: (effect: Effect.Effect<void>) => Fiber.RuntimeFiber<void>
-  readonly live: Set<Effect.Effect<void>>
+  /** The connections open now, each with what the route's finalizer runs for it at shutdown. */
+  readonly live: Set<{ readonly atShutdown: () => Effect.Effect<void> }>
   /** Set when the route's finalizer starts: a connection made from then on is closed with 1001, not admitted. */
   closing: boolean
 }
@@ -159,7 +160,7 @@ const handle = (request: HttpServerRequest.HttpServerRequest, services: Services
           // From here on frames come straight from ws (`setup` replaces runRaw's listener, which builds a
           // MessageEvent and checks for a Blob per frame, and served any frame before this).
           // ws closes the socket itself on a protocol error (a frame over MAX_MESSAGE_BYTES: 1009): the server's close.
-          ws.once("error", connection.onError)
+          ws.once("error", (error: Error) => connection.onError(error))
           return Effect.zipRight(Deferred.succeed(opened, undefined), connection.setup(ws))
         })
       }).pipe(
@@ -222,67 +223,11 @@ const directUpgrade = (services: Services, connections: Connections, wss: WebSoc
     socket.destroy()
     return true
   }
-  // Handed to the connection once, then let go: they hold the token and a copy of the request's headers, which
-  // the closures kept for the socket's life would otherwise keep too (~0.8 KB per idle connection).
-  let credentials: Credentials | undefined = socketCredentials({ url, headers: Headers.fromInput(request.headers) })
+  const credentials = socketCredentials({ url, headers: Headers.fromInput(request.headers) })
   wss.handleUpgrade(request, socket, head, (ws) => {
-    const upgraded = requestLine(101)
-    // Until the connection is made (in a fiber), frames and errors wait here.
-    const before: Array<string | Uint8Array> = []
-    let error: Error | undefined
-    ws.on("message", (data: Buffer, isBinary: boolean) => before.push(isBinary ? data : data.toString()))
-    ws.on("error", (e) => {
-      error ??= e
-    })
-    // The socket's end, once admission and join are done (ending waits for them, as runRaw's fiber does on the
-    // router). Listened for at once: a client may close before the connection is made. A protocol error (ws then
-    // closes the socket itself) ends it too, as it ends runRaw on the router.
-    let connection: Lifecycle | undefined
-    let ready = false
-    let closed: number | "normal" | undefined
-    let ended = false
-    const endWhenReady = () => {
-      if (ended || !ready || closed === undefined || connection === undefined) return
-      ended = true
-      run(connection.ended(closed))
-    }
-    ws.once("close", (code: number) => {
-      closed ??= code === 1000 || code === 1006 ? "normal" : code
-      endWhenReady()
-    })
-    const run = (effect: Effect.Effect<void>) =>
-      connections.run(Effect.catchAllCause(effect, (cause) => logDefect(cause, documentId)))
-    run(
-      Effect.gen(function* () {
-        yield* Effect.log(upgraded)
-        const presented = credentials as Credentials
-        credentials = undefined
-        const made = yield* lifecycle(services, connections, documentId, query as Query, presented, true)
-        connection = made
-        for (const frame of before) made.onFrame(frame)
-        ws.removeAllListeners("error")
-        const failed = (e: Error) => {
-          made.onError(e)
-          closed ??= "normal"
-          endWhenReady()
-        }
-        ws.on("error", failed)
-        if (error !== undefined) failed(error)
-        yield* made.setup(ws)
-      }).pipe(
-        Effect.onExit((exit) =>
-          Effect.sync(() => {
-            // A defect in admission or join (an Authorizer that dies, say): close, so that the client reconnects
-            // and the close ends the connection (its scope, its count), as runRaw's end does on the router.
-            if (Exit.isFailure(exit) && !Exit.isInterrupted(exit) && ws.readyState === ws.OPEN) {
-              ws.close(CloseCodes.InternalError, "internal error; reconnect later")
-            }
-            ready = true
-            endWhenReady()
-          })
-        )
-      )
-    )
+    const connection = new SocketLifecycle(services, connections, documentId, query as Query, credentials, true)
+    connection.attach(ws)
+    connection.runLogged(connection.direct(ws, requestLine(101)))
   })
   return true
 }
@@ -313,8 +258,8 @@ export interface Lifecycle {
   readonly onError: (error: Error) => void
   /** Admission and join, once the socket is open; frames are served from the join on. */
   readonly setup: (ws: WebSocket) => Effect.Effect<void>
-  /** Ends the connection once (see below). */
-  readonly finish: Effect.Effect<void>
+  /** Ends the connection once (see `SocketLifecycle.finish`). */
+  readonly finish: () => Effect.Effect<void>
   /** The socket closed (the client's code, "normal" for 1000 and 1006): ends the connection and logs it. */
   readonly ended: (clientCode: number | "normal") => Effect.Effect<void>
 }
@@ -333,161 +278,330 @@ export const lifecycle = (
    */
   awaitClose: boolean
 ): Effect.Effect<Lifecycle> =>
-  Effect.gen(function* () {
-    const { authorizer, clock, config, heartbeat, limits, registry } = services
-    // The connection's resources (its place in the document, the heartbeat watch, the connection count): released
-    // by `finish`, whichever way the connection ends.
-    const scope = yield* Scope.make()
-    // For the rare fiber a full mailbox needs (see makeSubmitter), made when needed.
-    let overflowFiber: Fiber.RuntimeFiber<unknown> | undefined
-    const runFork = (effect: Effect.Effect<unknown>) => {
-      overflowFiber = connections.run(Effect.asVoid(effect))
-    }
-    let connection: SocketConnection | undefined
-    let log: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R> = Effect.annotateLogs({ documentId })
-    let joined = false
-    let finished = connections.closing
-    // Frames are served synchronously in the socket's message callback, in arrival order: decoded, answered or
-    // turned into a command that goes straight into the document's mailbox. No fiber or queue per frame. Until the
-    // join completes they wait here (reading paused past PAUSE_AT).
-    const early: Array<string | Uint8Array> = []
-    let onFrame = (data: string | Uint8Array): void => {
-      early.push(data)
-      if (early.length >= PAUSE_AT) raw?.pause()
-    }
-    let raw: WebSocket | undefined
-    let wsError: Error | undefined
+  Effect.sync(() => new SocketLifecycle(services, connections, documentId, query, credentials, awaitClose))
 
-    // Ends the connection, once: a frame that arrives from now on could be stored but never acked, so it is not
-    // served (the client resends it after reconnecting); frames waiting in the overflow list go into the mailbox
-    // before `Leave` does; then the scope is released and the socket closed with 1001 (a no-op if it is closed).
-    // At shutdown both the route's finalizer and the connection's own end run it: the second waits for the first.
-    // (A Deferred made on first use: `Effect.cached` cost about 3 KB per connection.)
-    let finishing: Deferred.Deferred<void> | undefined
-    const finish = Effect.suspend(() => {
-      if (finishing !== undefined) return Deferred.await(finishing)
+/** Where a socket keeps its connection, for the socket listeners every connection shares. */
+const LIFECYCLE = Symbol("docsync/SocketLifecycle")
+
+type Attached = WebSocket & { [LIFECYCLE]?: SocketLifecycle }
+
+/** The socket listeners, one of each for all connections (ws calls them with the socket as `this`). */
+function onMessage(this: Attached, data: Buffer, isBinary: boolean): void {
+  this[LIFECYCLE]?.onFrame(isBinary ? data : data.toString())
+}
+
+function onDirectError(this: Attached, error: Error): void {
+  this[LIFECYCLE]?.directError(error)
+}
+
+function onDirectClose(this: Attached, code: number): void {
+  this[LIFECYCLE]?.directClose(code)
+}
+
+/**
+ * One connection: a single object whose state is its fields and whose behaviour is its (shared) methods, so that
+ * an idle connection costs little more than its `ws` objects. (As closures, the connection cost ~4 KB of heap
+ * more: a function and a context per callback, Effect values kept for its end.)
+ *
+ * Frames are served synchronously in the socket's message callback, in arrival order: decoded, answered or turned
+ * into a command that goes straight into the document's mailbox. No fiber or queue per frame. Until the join
+ * completes they wait in `early` (reading paused past PAUSE_AT). When the mailbox is full, commands wait in order
+ * in `overflow`, reading pauses, and one fiber offers them as room appears (waiting like any sender), then
+ * resumes reading.
+ */
+class SocketLifecycle implements Lifecycle, FrameLimit {
+  /** The connection's resources (its place in the document, the heartbeat watch, the connection count): released
+   * by `finish`, whichever way the connection ends. Made by `setup`. */
+  private scope: Scope.CloseableScope | undefined = undefined
+  /** The fiber a full mailbox needs (see `submit`), while it runs. */
+  private overflowFiber: Fiber.RuntimeFiber<void> | undefined = undefined
+  private connection: WsConnection | undefined = undefined
+  private annotations: Record<string, unknown>
+  private joined = false
+  private finished: boolean
+  /** Frames received before the join completes; undefined once they are served. */
+  private early: Array<string | Uint8Array> | undefined = []
+  private raw: WebSocket | undefined = undefined
+  private wsError: Error | undefined = undefined
+  /** Set by the first `finish` (a Deferred made on first use: `Effect.cached` cost about 3 KB per connection). */
+  private finishing: Deferred.Deferred<void> | undefined = undefined
+  /** Handed to admission once, then let go: they hold the token and a copy of the request's headers. */
+  private credentials: Credentials | undefined
+  // Once joined: the document's session and what the connection may send (FrameLimit).
+  private session: Session | undefined = undefined
+  /** Set at admission, before any frame is served. */
+  bucket!: TokenBucket
+  writeDenied: Option.Option<string> = Option.none()
+  /** Commands waiting for room in the mailbox, in order, while `draining`. */
+  private overflow: Array<DocumentActor.Command> | undefined = undefined
+  private draining = false
+  // The standalone server's socket end (see `direct`): ready once admission and join are done.
+  private ready = false
+  private closed: number | "normal" | undefined = undefined
+  private endedOnce = false
+
+  constructor(
+    private readonly services: Services,
+    private readonly connections: Connections,
+    private readonly documentId: DocumentId,
+    private readonly query: Query,
+    credentials: Credentials,
+    private readonly awaitClose: boolean
+  ) {
+    this.credentials = credentials
+    this.finished = connections.closing
+    this.annotations = { documentId }
+    connections.live.add(this)
+  }
+
+  onFrame(data: string | Uint8Array): void {
+    if (this.finished) return
+    const early = this.early
+    if (early === undefined) return this.serve(data)
+    early.push(data)
+    if (early.length >= PAUSE_AT) this.raw?.pause()
+  }
+
+  onError(error: Error): void {
+    this.wsError ??= error
+  }
+
+  /**
+   * Ends the connection, once: a frame that arrives from now on could be stored but never acked, so it is not
+   * served (the client resends it after reconnecting); commands waiting in the overflow list go into the mailbox
+   * before `Leave` does; then the scope is released and the socket closed with 1001 (a no-op if it is closed).
+   * At shutdown both the route's finalizer and the connection's own end run it: the second waits for the first.
+   */
+  finish(): Effect.Effect<void> {
+    return Effect.suspend(() => {
+      if (this.finishing !== undefined) return Deferred.await(this.finishing)
       const done = Deferred.unsafeMake<void>(FiberId.none)
-      finishing = done
-      finished = true
-      onFrame = ignoreFrame
-      return (overflowFiber === undefined ? Effect.void : Fiber.await(overflowFiber)).pipe(
-        Effect.zipRight(Scope.close(scope, Exit.void)),
-        Effect.zipRight(Effect.sync(() =>
-          connection?.close(CloseCodes.GoingAway, CloseCodes.reason[CloseCodes.GoingAway] ?? "going away")
-        )),
+      this.finishing = done
+      this.finished = true
+      return (this.overflowFiber === undefined ? Effect.void : Fiber.await(this.overflowFiber)).pipe(
+        Effect.zipRight(this.scope === undefined ? Effect.void : Scope.close(this.scope, Exit.void)),
+        Effect.zipRight(Effect.sync(() => this.closeGoingAway())),
         Effect.ensuring(Deferred.done(done, Exit.void))
       )
     })
+  }
 
-    // What the route's finalizer runs for this connection if it is still open at shutdown.
-    const atShutdown = awaitClose ? Effect.zipRight(finish, Effect.suspend(() => (raw === undefined ? Effect.void : closedOrTimeout(raw)))) : finish
-    connections.live.add(atShutdown)
+  /** Closes with 1001 (a no-op on a closed socket); before admission made the connection, the socket itself. */
+  private closeGoingAway(): void {
+    const reason = CloseCodes.reason[CloseCodes.GoingAway] ?? "going away"
+    if (this.connection !== undefined) return this.connection.close(CloseCodes.GoingAway, reason)
+    const raw = this.raw
+    if (raw !== undefined && (raw.readyState === raw.OPEN || raw.readyState === raw.CONNECTING)) raw.close(CloseCodes.GoingAway, reason)
+  }
 
-    // Admission and join, once the socket is open (frames meanwhile wait in `early`).
-    const setup = (ws: WebSocket) =>
-      Effect.gen(function* () {
-        raw = ws
-        // Frames that came before this (the upgrade's own packet may carry some) may already fill `early`.
-        if (early.length >= PAUSE_AT) ws.pause()
-        ws.removeAllListeners("message")
-        ws.on("message", (data: Buffer, isBinary: boolean) => onFrame(isBinary ? data : data.toString()))
-        // The server began shutting down before this connection was made: it is not admitted.
-        if (finished) return ws.close(CloseCodes.GoingAway, CloseCodes.reason[CloseCodes.GoingAway] ?? "going away")
-        const open = makeConnection(ws, query.actorId, config)
-        connection = open
-        const admission = yield* admit(authorizer, credentials, documentId)
-        // Not needed past admission: not kept for the socket's life (they hold the token and the request's headers).
-        credentials = undefined as unknown as Credentials
-        if (Either.isLeft(admission)) {
-          yield* Effect.logInfo("client refused", admission.left.message).pipe(
-            Effect.annotateLogs({ documentId, closeCode: admission.left.code })
-          )
-          return open.close(admission.left.code, closeReason(admission.left.message))
-        }
-        // Shutdown began meanwhile: `finish` has run; do not load the document now.
-        if (finished) return open.close(CloseCodes.GoingAway, CloseCodes.reason[CloseCodes.GoingAway] ?? "going away")
-        const { principal, writeDenied } = admission.right
-        const refusal = yield* limits.acquire(documentId)
-        if (Option.isSome(refusal)) {
-          const message = refusal.value === "server"
-            ? `too many connections: the server holds MAX_CONNECTIONS (${config.maxConnections}); retry later`
-            : `too many connections: the document holds MAX_CONNECTIONS_PER_DOCUMENT (${config.maxConnectionsPerDocument}); retry later`
-          yield* Effect.logWarning("client refused", message).pipe(
-            Effect.annotateLogs({ documentId, closeCode: CloseCodes.TooManyConnections })
-          )
-          return open.close(CloseCodes.TooManyConnections, closeReason(message))
-        }
-        const limit: FrameLimit = {
-          bucket: yield* makeTokenBucket({ perSecond: config.rateLimitPerSecond, burst: config.rateLimitBurst }),
-          writeDenied
-        }
-        const [outcome, session] = yield* registry.join(documentId, open, query.since)
-        log = Effect.annotateLogs({ documentId, clientId: open.clientId, subject: principal.subject })
-        switch (outcome._tag) {
-          case "NotFound":
-            return open.close(CloseCodes.NotFound, "document not found")
-          case "Deleted":
-            return open.close(CloseCodes.Gone, "document deleted")
-          case "Failed":
-            yield* Effect.logWarning("join failed", outcome.message).pipe(log)
-            return open.close(CloseCodes.InternalError, "internal error; reconnect later")
-          case "Joined":
-            break
-        }
-        // Shutdown began during the join: `finish` has run, and frames are no longer served.
-        if (finished) return open.close(CloseCodes.GoingAway, CloseCodes.reason[CloseCodes.GoingAway] ?? "going away")
-        joined = true
-        yield* Effect.logInfo("client joined", { version: outcome.version, since: query.since ?? null }).pipe(log)
-        yield* heartbeat.watch(ws)
-        if (Option.isSome(principal.expiresAt)) {
-          yield* closeAtExpiry(principal.expiresAt.value, open).pipe(Effect.forkIn(scope))
-        }
-        const submit = makeSubmitter(session, ws, runFork)
-        const serve = (frame: string | Uint8Array) => {
-          const command = serveSafely(
-            () => frameCommand(frame, open, session, config, limit, clock.unsafeCurrentTimeNanos()),
-            open
-          )
-          if (command !== undefined) submit(command)
-        }
-        // Resumed before the replay: if the replay fills the mailbox, the submitter pauses reading again.
-        if (early.length >= PAUSE_AT) ws.resume()
-        for (const frame of early) serve(frame)
-        early.length = 0
-        onFrame = serve
-      }).pipe(Effect.provideService(Scope.Scope, scope))
+  /** What the route's finalizer runs for this connection if it is still open at shutdown. */
+  atShutdown(): Effect.Effect<void> {
+    if (!this.awaitClose) return this.finish()
+    return Effect.zipRight(this.finish(), Effect.suspend(() => (this.raw === undefined ? Effect.void : closedOrTimeout(this.raw))))
+  }
 
-    const ended = (clientCode: number | "normal") =>
-      Effect.gen(function* () {
-        connections.live.delete(atShutdown)
-        // Read before `finish`, which closes with 1001 (a no-op on the socket if the client closed it).
-        const serverCode = connection?.closeCode()
-        yield* finish
-        if (!joined) return
-        yield* Effect.logInfo("client left").pipe(
-          log,
-          Effect.annotateLogs(
-            serverCode !== undefined
-              ? { closedBy: "server", closeCode: serverCode }
-              : wsError !== undefined
-              ? { closedBy: "server", closeCode: statusCodeOf(wsError) ?? "protocol error", reason: wsError.message }
-              : raw !== undefined && heartbeat.timedOut(raw)
-              ? { closedBy: "server", closeCode: "no pong (heartbeat)" }
-              : { closedBy: "client", closeCode: clientCode }
-          )
+  /** Admission and join, once the socket is open (frames meanwhile wait in `early`). */
+  setup(ws: WebSocket): Effect.Effect<void> {
+    return Effect.flatMap(Scope.make(), (scope) => {
+      this.scope = scope
+      return Effect.provideService(this.join(ws), Scope.Scope, scope)
+    })
+  }
+
+  private join(ws: WebSocket): Effect.Effect<void, never, Scope.Scope> {
+    const self = this
+    return Effect.gen(function* () {
+      const { authorizer, config, heartbeat, limits, registry } = self.services
+      const documentId = self.documentId
+      self.raw = ws
+      ;(ws as Attached)[LIFECYCLE] = self
+      // Frames that came before this (the upgrade's own packet may carry some) may already fill `early`.
+      if ((self.early?.length ?? 0) >= PAUSE_AT) ws.pause()
+      ws.removeAllListeners("message")
+      ws.on("message", onMessage)
+      // The server began shutting down before this connection was made: it is not admitted.
+      if (self.finished) return self.closeGoingAway()
+      const open = new WsConnection(ws, self.query.actorId, config.maxBufferedBytes)
+      self.connection = open
+      const admission = yield* admit(authorizer, self.credentials as Credentials, documentId)
+      // Not needed past admission: not kept for the socket's life.
+      self.credentials = undefined
+      if (Either.isLeft(admission)) {
+        yield* Effect.logInfo("client refused", admission.left.message).pipe(
+          Effect.annotateLogs({ documentId, closeCode: admission.left.code })
         )
-      })
+        return open.close(admission.left.code, closeReason(admission.left.message))
+      }
+      // Shutdown began meanwhile: `finish` has run; do not load the document now.
+      if (self.finished) return self.closeGoingAway()
+      const { principal, writeDenied } = admission.right
+      const refusal = yield* limits.acquire(documentId)
+      if (Option.isSome(refusal)) {
+        const message = refusal.value === "server"
+          ? `too many connections: the server holds MAX_CONNECTIONS (${config.maxConnections}); retry later`
+          : `too many connections: the document holds MAX_CONNECTIONS_PER_DOCUMENT (${config.maxConnectionsPerDocument}); retry later`
+        yield* Effect.logWarning("client refused", message).pipe(
+          Effect.annotateLogs({ documentId, closeCode: CloseCodes.TooManyConnections })
+        )
+        return open.close(CloseCodes.TooManyConnections, closeReason(message))
+      }
+      self.bucket = yield* makeTokenBucket({ perSecond: config.rateLimitPerSecond, burst: config.rateLimitBurst })
+      self.writeDenied = writeDenied
+      const [outcome, session] = yield* registry.join(documentId, open, self.query.since)
+      self.annotations = { documentId, clientId: open.clientId, subject: principal.subject }
+      switch (outcome._tag) {
+        case "NotFound":
+          return open.close(CloseCodes.NotFound, "document not found")
+        case "Deleted":
+          return open.close(CloseCodes.Gone, "document deleted")
+        case "Failed":
+          yield* Effect.logWarning("join failed", outcome.message).pipe(Effect.annotateLogs(self.annotations))
+          return open.close(CloseCodes.InternalError, "internal error; reconnect later")
+        case "Joined":
+          break
+      }
+      // Shutdown began during the join: `finish` has run, and frames are no longer served.
+      if (self.finished) return self.closeGoingAway()
+      self.joined = true
+      yield* Effect.logInfo("client joined", { version: outcome.version, since: self.query.since ?? null }).pipe(
+        Effect.annotateLogs(self.annotations)
+      )
+      yield* heartbeat.watch(ws)
+      if (Option.isSome(principal.expiresAt)) {
+        yield* closeAtExpiry(principal.expiresAt.value, open).pipe(Effect.forkIn(yield* Effect.scope))
+      }
+      self.session = session
+      // Resumed before the replay: if the replay fills the mailbox, `submit` pauses reading again.
+      const early = self.early ?? []
+      if (early.length >= PAUSE_AT) ws.resume()
+      // From here on frames are served as they come; those that came before, first (nothing comes in between:
+      // this is synchronous).
+      self.early = undefined
+      for (const frame of early) self.serve(frame)
+    })
+  }
 
-    return {
-      onFrame: (data) => onFrame(data),
-      onError: (error) => {
-        wsError ??= error
-      },
-      setup,
-      finish,
-      ended
-    }
-  })
+  /** Serves one frame (see `frameCommand`). */
+  private serve(frame: string | Uint8Array): void {
+    const connection = this.connection as WsConnection
+    const session = this.session as Session
+    const command = serveSafely(
+      () => frameCommand(frame, connection, session, this.services.config, this, this.services.clock.unsafeCurrentTimeNanos()),
+      connection
+    )
+    if (command !== undefined) this.submit(command)
+  }
+
+  /**
+   * Puts a command into the document's mailbox without a fiber while the mailbox has room. When it is full, the
+   * command and every later one wait in order in `overflow`, reading from the socket pauses, and one fiber offers
+   * them as room appears (waiting like any sender), then resumes reading.
+   */
+  private submit(command: DocumentActor.Command): void {
+    if (!this.draining && (this.session as Session).offer(command)) return
+    const overflow = (this.overflow ??= [])
+    overflow.push(command)
+    if (this.draining) return
+    this.draining = true
+    this.raw?.pause()
+    this.overflowFiber = this.connections.run(this.drain())
+  }
+
+  private drain(): Effect.Effect<void> {
+    return Effect.suspend(() => {
+      const overflow = this.overflow ?? []
+      if (overflow.length === 0) {
+        this.draining = false
+        this.raw?.resume()
+        return Effect.void
+      }
+      return (this.session as Session).submitAll(overflow.splice(0, overflow.length)).pipe(
+        Effect.zipRight(Effect.suspend(() => this.drain()))
+      )
+    })
+  }
+
+  ended(clientCode: number | "normal"): Effect.Effect<void> {
+    return Effect.suspend(() => {
+      this.connections.live.delete(this)
+      // Read before `finish`, which closes with 1001 (a no-op on the socket if the client closed it).
+      const serverCode = this.connection?.closeCode()
+      return Effect.zipRight(
+        this.finish(),
+        Effect.suspend(() => {
+          if (!this.joined) return Effect.void
+          const raw = this.raw
+          const wsError = this.wsError
+          return Effect.logInfo("client left").pipe(
+            Effect.annotateLogs(this.annotations),
+            Effect.annotateLogs(
+              serverCode !== undefined
+                ? { closedBy: "server", closeCode: serverCode }
+                : wsError !== undefined
+                ? { closedBy: "server", closeCode: statusCodeOf(wsError) ?? "protocol error", reason: wsError.message }
+                : raw !== undefined && this.services.heartbeat.timedOut(raw)
+                ? { closedBy: "server", closeCode: "no pong (heartbeat)" }
+                : { closedBy: "client", closeCode: clientCode }
+            )
+          )
+        })
+      )
+    })
+  }
+
+  // The standalone server's path (see `directUpgrade`): the socket's listeners from the upgrade on, and the fiber
+  // that admits and joins.
+
+  /** Listens to a socket just upgraded: frames wait in `early`; its close or a protocol error ends it. */
+  attach(ws: WebSocket): void {
+    this.raw = ws
+    ;(ws as Attached)[LIFECYCLE] = this
+    ws.on("message", onMessage)
+    ws.on("error", onDirectError)
+    // Listened for at once: a client may close before the connection is made. ("close" is emitted once.)
+    ws.on("close", onDirectClose)
+  }
+
+  /** Runs an effect of this connection in the route, logging a defect. */
+  runLogged(effect: Effect.Effect<void>): void {
+    this.connections.run(Effect.catchAllCause(effect, (cause) => logDefect(cause, this.documentId)))
+  }
+
+  /** Logs the upgrade, then admits and joins; the socket's end waits for that, as runRaw's fiber does on the router. */
+  direct(ws: WebSocket, upgraded: string): Effect.Effect<void> {
+    return Effect.zipRight(Effect.log(upgraded), this.setup(ws)).pipe(
+      Effect.onExit((exit) =>
+        Effect.sync(() => {
+          // A defect in admission or join (an Authorizer that dies, say): close, so that the client reconnects
+          // and the close ends the connection (its scope, its count), as runRaw's end does on the router.
+          if (Exit.isFailure(exit) && !Exit.isInterrupted(exit) && ws.readyState === ws.OPEN) {
+            ws.close(CloseCodes.InternalError, "internal error; reconnect later")
+          }
+          this.ready = true
+          this.endWhenReady()
+        })
+      )
+    )
+  }
+
+  /** A protocol error: ws closes the socket itself, and that ends the connection, as it ends runRaw on the router. */
+  directError(error: Error): void {
+    this.onError(error)
+    this.closed ??= "normal"
+    this.endWhenReady()
+  }
+
+  directClose(code: number): void {
+    this.closed ??= code === 1000 || code === 1006 ? "normal" : code
+    this.endWhenReady()
+  }
+
+  private endWhenReady(): void {
+    if (this.endedOnce || !this.ready || this.closed === undefined) return
+    this.endedOnce = true
+    this.runLogged(this.ended(this.closed))
+  }
+}
 
 /** Protocol tokens (RFC 7230) separated by commas, as ws accepts in Sec-WebSocket-Protocol. */
 const SUBPROTOCOLS = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+(?:[ \t]*,[ \t]*[!#$%&'*+\-.^_`|~0-9A-Za-z]+)*$/
@@ -512,40 +626,6 @@ export const handshakeProblem = (headers: Readonly<Record<string, string | undef
   }
   return undefined
 }
-
-/**
- * Puts a connection's commands into its document's mailbox without a fiber while the mailbox has room. When it is
- * full, the command and every later one wait in order in an overflow list, reading from the socket pauses, and one
- * fiber offers them as room appears (waiting like any sender), then resumes reading.
- */
-const makeSubmitter = (
-  session: Session,
-  ws: WebSocket,
-  runFork: (effect: Effect.Effect<unknown>) => unknown
-): ((command: DocumentActor.Command) => void) => {
-  const overflow: Array<DocumentActor.Command> = []
-  let draining = false
-  const drain: Effect.Effect<void> = Effect.suspend(() => {
-    if (overflow.length === 0) {
-      draining = false
-      ws.resume()
-      return Effect.void
-    }
-    return session.submitAll(overflow.splice(0, overflow.length)).pipe(Effect.zipRight(drain))
-  })
-  return (command) => {
-    if (draining || !session.offer(command)) {
-      overflow.push(command)
-      if (!draining) {
-        draining = true
-        ws.pause()
-        runFork(drain)
-      }
-    }
-  }
-}
-
-const ignoreFrame = (_frame: string | Uint8Array): void => {}
 
 interface Query {
   readonly since: number | undefined
@@ -574,56 +654,68 @@ interface SocketConnection extends DocumentActor.Connection {
 }
 
 /** @internal Exported for tests. */
-export const makeConnection = (ws: WebSocket, actorId: string | undefined, config: ServerConfigShape): SocketConnection => {
-  const clientId = crypto.randomUUID()
-  const socket = (ws as unknown as { readonly _socket: Duplex })._socket
-  let closedWith: number | undefined
-  let corked = false
-  const uncork = () => {
-    corked = false
-    socket.uncork()
+export const makeConnection = (ws: WebSocket, actorId: string | undefined, config: ServerConfigShape): SocketConnection =>
+  new WsConnection(ws, actorId, config.maxBufferedBytes)
+
+/** A connection's socket as the actor sees it: one object per connection, its methods shared. */
+class WsConnection implements SocketConnection {
+  readonly clientId = crypto.randomUUID()
+  readonly actorId: string
+  private readonly socket: Duplex
+  private closedWith: number | undefined = undefined
+  private corked = false
+  constructor(private readonly ws: WebSocket, actorId: string | undefined, private readonly maxBufferedBytes: number) {
+    this.actorId = actorId ?? this.clientId
+    this.socket = (ws as unknown as { readonly _socket: Duplex })._socket
   }
-  const close = (code: number, reason: string) => {
-    if (closedWith !== undefined) return
-    closedWith = code
+
+  send(frame: DocumentActor.Frame): void {
+    const { socket, ws } = this
+    if (this.closedWith !== undefined || ws.readyState !== ws.OPEN) return
+    // Unflushed bytes past the bound: close rather than grow without limit or skip a frame (a gap).
+    if (ws.bufferedAmount + DocumentActor.frameLength(frame) > this.maxBufferedBytes) {
+      Metrics.add(Metrics.slowConsumerCloses, 1)
+      return this.close(CloseCodes.SlowConsumer, CloseCodes.reason[CloseCodes.SlowConsumer] ?? "slow consumer")
+    }
+    if (!this.corked) {
+      this.corked = true
+      socket.cork()
+      uncorkSoon(this)
+    }
+    // With an extension (compression, which this server never offers) frames go through ws.
+    if (ws.extensions !== "") {
+      if (typeof frame === "string") ws.send(frame)
+      else ws.send(frame instanceof Uint8Array ? frame : Buffer.concat(frame), { binary: false })
+      return
+    }
+    // Otherwise frames are written to the socket whole, as ws writes them (safe beside ws's own writes: without
+    // an extension ws writes each frame whole and at once, so nothing comes between these writes). A frame for
+    // many connections (the same bytes, sent to every member in turn) is framed once: ws would build a header
+    // and write twice per socket, which was most of its cost under fanout.
+    if (typeof frame === "string") socket.write(textFrame(frame))
+    else if (frame instanceof Uint8Array) socket.write(framedOnce(frame))
+    else {
+      // One text frame written from its parts as they are: the header, then the parts, with no copy into one
+      // buffer (a state of 10,000 updates is ~2 MB, and a fresh buffer that size costs several ms in page faults).
+      socket.write(textFrameHeader(DocumentActor.frameLength(frame)))
+      for (const part of frame) socket.write(part)
+    }
+  }
+
+  close(code: number, reason: string): void {
+    if (this.closedWith !== undefined) return
+    this.closedWith = code
+    const ws = this.ws
     if (ws.readyState === ws.OPEN || ws.readyState === ws.CONNECTING) ws.close(code, reason)
   }
-  return {
-    clientId,
-    actorId: actorId ?? clientId,
-    send: (frame) => {
-      if (closedWith !== undefined || ws.readyState !== ws.OPEN) return
-      // Unflushed bytes past the bound: close rather than grow without limit or skip a frame (a gap).
-      if (ws.bufferedAmount + DocumentActor.frameLength(frame) > config.maxBufferedBytes) {
-        Metrics.add(Metrics.slowConsumerCloses, 1)
-        return close(CloseCodes.SlowConsumer, CloseCodes.reason[CloseCodes.SlowConsumer] ?? "slow consumer")
-      }
-      if (!corked) {
-        corked = true
-        socket.cork()
-        uncorkSoon(uncork)
-      }
-      // With an extension (compression, which this server never offers) frames go through ws.
-      if (ws.extensions !== "") {
-        if (typeof frame === "string") ws.send(frame)
-        else ws.send(frame instanceof Uint8Array ? frame : Buffer.concat(frame), { binary: false })
-        return
-      }
-      // Otherwise frames are written to the socket whole, as ws writes them (safe beside ws's own writes: without
-      // an extension ws writes each frame whole and at once, so nothing comes between these writes). A frame for
-      // many connections (the same bytes, sent to every member in turn) is framed once: ws would build a header
-      // and write twice per socket, which was most of its cost under fanout.
-      if (typeof frame === "string") socket.write(textFrame(frame))
-      else if (frame instanceof Uint8Array) socket.write(framedOnce(frame))
-      else {
-        // One text frame written from its parts as they are: the header, then the parts, with no copy into one
-        // buffer (a state of 10,000 updates is ~2 MB, and a fresh buffer that size costs several ms in page faults).
-        socket.write(textFrameHeader(DocumentActor.frameLength(frame)))
-        for (const part of frame) socket.write(part)
-      }
-    },
-    close,
-    closeCode: () => closedWith
+
+  closeCode(): number | undefined {
+    return this.closedWith
+  }
+
+  uncork(): void {
+    this.corked = false
+    this.socket.uncork()
   }
 }
 
@@ -683,16 +775,16 @@ let lastFramed: Buffer | undefined
  * Sockets written to in this turn of the event loop, uncorked together once the turn's synchronous work and
  * microtasks (the actor's batch) are done: every frame a client gets from one batch goes out in one write.
  */
-const corkedSockets: Array<() => void> = []
+const corkedSockets: Array<WsConnection> = []
 
-const uncorkSoon = (uncork: () => void): void => {
-  corkedSockets.push(uncork)
+const uncorkSoon = (connection: WsConnection): void => {
+  corkedSockets.push(connection)
   if (corkedSockets.length === 1) process.nextTick(uncorkAll)
 }
 
 const uncorkAll = (): void => {
-  const uncorks = corkedSockets.splice(0, corkedSockets.length)
-  for (const uncork of uncorks) uncork()
+  const connections = corkedSockets.splice(0, corkedSockets.length)
+  for (const connection of connections) connection.uncork()
 }
 
 /** What a connection may send: its rate, and whether it may write (None) or why not (Some). */

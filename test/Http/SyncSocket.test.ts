@@ -262,6 +262,41 @@ describe("WebSocket sync", () => {
       assert.include(left, "closeCode=1009")
     }))
 
+  it.scoped("a protocol error ends the connection at once, though its client never answers the close", () =>
+    Effect.gen(function* () {
+      const url = yield* startServer({ config: { maxMessageBytes: 2048 } })
+      const id = yield* createDocument(url)
+      const watcher = yield* connect(url, id)
+      yield* watcher.take("state")
+      // A client that completes the handshake, then sends the header of a frame over MAX_MESSAGE_BYTES and never
+      // answers the server's close (ws waits 30 s for that before it cuts the socket).
+      const raw = yield* Effect.acquireRelease(
+        Effect.async<net.Socket>((resume) => {
+          // Half-open allowed: it does not even end its side when the server ends its own.
+          const socket = net.connect({ port: Number(new URL(url).port), host: "127.0.0.1", allowHalfOpen: true }, () => {
+            socket.write(
+              `GET /ws/documents/${id} HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
+                "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            )
+          })
+          socket.once("data", (data) => {
+            assert.include(String(data), "101 Switching Protocols")
+            resume(Effect.succeed(socket))
+          })
+        }),
+        (socket) => Effect.sync(() => socket.destroy())
+      )
+      const joined = yield* watcher.take("presence_join")
+      const header = Buffer.alloc(14)
+      header[0] = 0x81
+      header[1] = 0x80 | 127
+      header.writeUInt32BE(1_000_000, 6)
+      raw.write(header)
+      // Within the test's timeout (30 s, ws's own wait): it fails if the connection waits for the socket's close.
+      const left = yield* watcher.take("presence_leave")
+      assert.deepInclude(left, { clientId: joined.clientId, reason: "disconnect" })
+    }))
+
   it.scoped("unknown documents close with 4404, deleted ones with 4410, and DELETE closes live sockets with 4410", () =>
     Effect.gen(function* () {
       const url = yield* startServer()
