@@ -120,6 +120,7 @@ export interface Update {
   readonly deltaB64: string
   /** When the update reached the server (`Clock` nanos), for the ack latency metric. */
   readonly receivedAt?: bigint
+  /** Made with `once`, so that an update answered twice (supervision) is answered and counted once. */
   readonly reply: (outcome: UpdateOutcome) => void
 }
 
@@ -613,8 +614,7 @@ export const load = (
     }
 
     const answer = (command: Update, outcome: UpdateOutcome, started: bigint) => {
-      command.reply(outcome)
-      Metrics.add(Metrics.updates, 1, outcomeTags[outcome._tag])
+      if (!replyCounted(command, outcome)) return
       Metrics.record(Metrics.ackLatency, Number(clock.unsafeCurrentTimeNanos() - (command.receivedAt ?? started)) / 1e9)
     }
 
@@ -782,8 +782,10 @@ const settle = (
     case "Presence":
     case "CheckIdle":
       return
-    case "Join":
     case "Update":
+      replyCounted(command, outcome)
+      return
+    case "Join":
     case "ReadUpdates":
     case "Delete":
     case "Snapshot":
@@ -819,20 +821,36 @@ export const answerFrom = (exit: Exit.Exit<ReadonlyArray<AppendResult>, StorageE
       : result.duplicate
       ? { _tag: "Duplicate", seq: result.seq }
       : { _tag: "Stored", seq: result.seq }
-    command.reply(outcome)
-    Metrics.add(Metrics.updates, 1, outcomeTags[outcome._tag])
+    replyCounted(command, outcome)
     batch.answered = i + 1
   }
 }
 
-/** Wraps a reply so that only its first call counts: supervision may answer a command a second time. */
-export const once = <A>(reply: (outcome: A) => void): ((outcome: A) => void) => {
+/**
+ * Wraps a reply so that only its first call counts: supervision may answer a command a second time. The wrapper
+ * returns whether this call replied (false: an earlier one had), so that an update is counted once (`replyCounted`).
+ */
+export const once = <A>(reply: (outcome: A) => void): ((outcome: A) => boolean) => {
   let replied = false
   return (outcome) => {
-    if (replied) return
+    if (replied) return false
     replied = true
     reply(outcome)
+    return true
   }
+}
+
+/**
+ * Answers an update and counts it in `docsync_updates_total`, unless it was answered before: a reply made by
+ * `once` returns false then (any other reply function is taken at its word that it replied). So an update is
+ * counted once, whichever path answers it: the actor, a batch's outcome, or supervision after a crash. Returns
+ * whether it replied.
+ */
+const replyCounted = (command: Update, outcome: UpdateOutcome): boolean => {
+  const replied: unknown = command.reply(outcome)
+  if (replied === false) return false
+  Metrics.add(Metrics.updates, 1, outcomeTags[outcome._tag])
+  return true
 }
 
 const outcomeTags: Record<UpdateOutcome["_tag"], Metrics.Tags> = {

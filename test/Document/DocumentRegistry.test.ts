@@ -280,6 +280,46 @@ describe("DocumentRegistry", () => {
     }).pipe(Effect.scoped, Effect.provide(registryLayer({}, storage)))
   })
 
+  it.effect("an update failed by a crash or by storage is counted once in the metrics, as failed", () => {
+    let failure: "defect" | "storage" | undefined
+    const storage = wrapStorage((inner) => ({
+      append: (id, updates) =>
+        failure === "defect"
+          ? Effect.die("injected defect")
+          : failure === "storage"
+          ? Effect.fail(new StorageError({ operation: "append", cause: "injected" }))
+          : inner.append(id, updates)
+    }))
+    const count = (outcome: string) => Metrics.updates.unsafeValue(Metrics.tags({ outcome })).count as number
+    return Effect.gen(function* () {
+      const id = yield* createDocument
+      const failed = count("failed")
+      const stored = count("stored")
+      assert.deepStrictEqual(yield* update(id, "op-1"), { _tag: "Stored", seq: 1 })
+      failure = "defect"
+      assert.strictEqual((yield* update(id, "op-2", 1))._tag, "Failed")
+      failure = "storage"
+      assert.strictEqual((yield* update(id, "op-3", 1))._tag, "Failed")
+      assert.strictEqual(count("failed") - failed, 2)
+      assert.strictEqual(count("stored") - stored, 1)
+    }).pipe(Effect.scoped, Effect.provide(registryLayer({}, storage)))
+  })
+
+  it("an update answered before supervision fails it is not counted again; one answered only by it is counted", () => {
+    const count = () => Metrics.updates.unsafeValue(Metrics.tags({ outcome: "failed" })).count as number
+    const replies: Array<string> = []
+    const answered = { ...updateCommand(recordingConnection(), "op-1").command, reply: DocumentActor.once((o: DocumentActor.UpdateOutcome) => replies.push(o._tag)) }
+    answered.reply({ _tag: "Stored", seq: 1 })
+    const before = count()
+    DocumentActor.fail(answered, "crash")
+    assert.strictEqual(count() - before, 0)
+    const waiting = { ...answered, reply: DocumentActor.once((o: DocumentActor.UpdateOutcome) => replies.push(o._tag)) }
+    DocumentActor.fail(waiting, "crash")
+    DocumentActor.fail(waiting, "crash")
+    assert.strictEqual(count() - before, 1)
+    assert.deepStrictEqual(replies, ["Stored", "Failed"])
+  })
+
   it.effect("after a crash mid-broadcast, members are sent what they missed before anything else", () => {
     let crashAfterAppend = false
     const storage = wrapStorage((inner) => ({
