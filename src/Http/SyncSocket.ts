@@ -9,7 +9,7 @@
  *
  * Frames are served synchronously in the socket's message callback, in arrival order: each takes a token from
  * the connection's bucket (else `rate_limited`, not served), is decoded, and its command goes straight into the
- * document's mailbox (see `makeSubmitter` for a full one). The actor writes outbound frames straight to the
+ * document's mailbox (see `SocketLifecycle.submit` for a full one). The actor writes outbound frames straight to the
  * socket, bounded by MAX_BUFFERED_BYTES, corked so that a batch costs one socket write per client. Pings are
  * the server-wide `Heartbeat`'s.
  */
@@ -63,16 +63,16 @@ export type UpgradeHandler = (request: IncomingMessage, socket: Duplex, head: Bu
  * The route, to merge beside the HttpApi on the HttpLayerRouter.
  *
  * On the standalone server (`DirectUpgrades` provided) a join never enters the HTTP pipeline: the Node server's
- * "upgrade" event comes straight here, `ws` completes the handshake, and the connection is callbacks and a Scope,
- * with a fiber only while it is admitted and joined and while it is ended. An idle connection then costs little
- * more than its `ws` objects (the pipeline kept a fiber per connection, with its stack through the platform's
- * `runRaw`, and the finished request's fiber: ~35 KB of heap together).
+ * "upgrade" event comes straight here, `ws` completes the handshake, and the connection is one object
+ * (`SocketLifecycle`) and a Scope, with a fiber only while it is admitted and joined and while it is ended. An
+ * idle connection then costs little more than its `ws` objects (the pipeline kept a fiber per connection, with
+ * its stack through the platform's `runRaw`, and the finished request's fiber: ~35 KB of heap together).
  *
  * Mounted on a host's router (`DocSync.mount`) the route serves joins itself: each connection is then one fiber,
  * the one running the platform's `runRaw`, which holds the socket open; the request's own fiber ends once the
  * socket is upgraded.
  *
- * Either way the connection is the same (`lifecycle`). This Layer is released after the server has stopped
+ * Either way the connection is the same (`SocketLifecycle`). This Layer is released after the server has stopped
  * accepting and before it cuts the sockets still open. Its finalizer ends every connection as the protocol asks
  * (what it submitted is answered, then close 1001) before the FiberSet interrupts their fibers: interrupting first
  * would let `runRaw` close the socket with 1005.
