@@ -5,7 +5,10 @@
  * garbage. Also reports what a loaded document holds: the heap before and after the documents are first joined and
  * left (they stay loaded, each waiting out DOCUMENT_IDLE_MS), which includes the code those first joins warmed up.
  *
- *   npm run build && node --import tsx bench/idle-heap.ts [--connections 2000] [--documents 200] [--dist dist]
+ * With `--target baseline` it measures the benchmark's baseline relay (`bench/baseline-relay.ts`) the same way, so
+ * that the two can be compared without the garbage the idle scenario's RSS includes.
+ *
+ *   npm run build && node --import tsx bench/idle-heap.ts [--connections 2000] [--documents 200] [--dist dist] [--target baseline]
  */
 import { spawn } from "node:child_process"
 import { join, resolve } from "node:path"
@@ -16,8 +19,10 @@ const flags = parseFlags(process.argv.slice(2))
 const connections = num(flags, "connections", 2000)
 const documents = num(flags, "documents", 200)
 const dist = resolve(str(flags, "dist", "dist"))
+const baseline = str(flags, "target", "docsync") === "baseline"
 const port = 20_000 + Math.floor(Math.random() * 10_000)
-const server = spawn(process.execPath, ["--expose-gc", "-r", join(import.meta.dirname, "gc-probe.cjs"), join(dist, "main.js")], {
+const entry = baseline ? ["--import", "tsx", join(import.meta.dirname, "baseline-relay.ts")] : [join(dist, "main.js")]
+const server = spawn(process.execPath, ["--expose-gc", "-r", join(import.meta.dirname, "gc-probe.cjs"), ...entry], {
   env: {
     ...process.env,
     PORT: String(port),
@@ -49,6 +54,11 @@ try {
   }
   const ids: Array<string> = []
   for (let i = 0; i < documents; i++) {
+    // The relay has no REST API: any id is a room.
+    if (baseline) {
+      ids.push(`room-${i}`)
+      continue
+    }
     const reply = await fetch(`${base}/api/v1/documents`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ title: `d${i}` }) })
     ids.push(((await reply.json()) as { id: string }).id)
   }
@@ -73,6 +83,9 @@ try {
   const perDocument = (key: keyof Memory) => ((before[key] - unloaded[key]) / ids.length / 1024).toFixed(1)
   console.log(`${ids.length} documents loaded (and the code they warmed), per document after full GCs: heap ${perDocument("heapUsed")} KB, RSS ${perDocument("rss")} KB`)
   console.log(`${connections} idle connections, per connection after full GCs: heap ${per("heapUsed")} KB, RSS ${per("rss")} KB`)
+  // As the idle scenario counts (from before the documents were first joined), without its uncollected garbage.
+  const whole = (key: keyof Memory) => ((after[key] - unloaded[key]) / connections / 1024).toFixed(1)
+  console.log(`the same with the documents' share, as the idle scenario counts: heap ${whole("heapUsed")} KB, RSS ${whole("rss")} KB`)
   for (const ws of sockets) ws.terminate()
 } finally {
   server.kill("SIGTERM")
