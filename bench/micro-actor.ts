@@ -10,7 +10,7 @@
  */
 import { Deferred, Effect, Layer, Logger, LogLevel } from "effect"
 import * as Config from "../src/Config.js"
-import { type Connection, type Frame, frameLength, type UpdateOutcome } from "../src/Document/DocumentActor.js"
+import { type Connection, type Frame, frameLength, once, type UpdateOutcome } from "../src/Document/DocumentActor.js"
 import * as DocumentRegistry from "../src/Document/DocumentRegistry.js"
 import { DocumentStorage } from "../src/Storage/DocumentStorage.js"
 import { num, parseFlags, str } from "./lib.js"
@@ -59,12 +59,12 @@ const program = Effect.gen(function* () {
       actorId: "writer",
       delta,
       deltaB64,
-      reply: (outcome: UpdateOutcome) => {
+      reply: once((outcome: UpdateOutcome) => {
         if (outcome._tag !== "Stored") throw new Error(`unexpected ${outcome._tag}`)
         acked++
         if (acked === total) Deferred.unsafeDone(done, Effect.void)
         else if (sent < total) send()
-      }
+      })
     })
   }
   const cpu0 = process.cpuUsage()

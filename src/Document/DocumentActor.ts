@@ -120,8 +120,11 @@ export interface Update {
   readonly deltaB64: string
   /** When the update reached the server (`Clock` nanos), for the ack latency metric. */
   readonly receivedAt?: bigint
-  /** Made with `once`, so that an update answered twice (supervision) is answered and counted once. */
-  readonly reply: (outcome: UpdateOutcome) => void
+  /**
+   * Answers the update; returns whether this call did (false: it was answered before). Made with `once`, so that
+   * an update answered twice (supervision after a crash) is answered and counted once.
+   */
+  readonly reply: (outcome: UpdateOutcome) => boolean
 }
 
 /** REST `GET /documents/{id}/updates`, read in the actor's order. */
@@ -841,14 +844,12 @@ export const once = <A>(reply: (outcome: A) => void): ((outcome: A) => boolean) 
 }
 
 /**
- * Answers an update and counts it in `docsync_updates_total`, unless it was answered before: a reply made by
- * `once` returns false then (any other reply function is taken at its word that it replied). So an update is
- * counted once, whichever path answers it: the actor, a batch's outcome, or supervision after a crash. Returns
- * whether it replied.
+ * Answers an update and counts it in `docsync_updates_total`, unless it was answered before (its reply says so).
+ * So an update is counted once, whichever path answers it: the actor, a batch's outcome, or supervision after a
+ * crash. Returns whether it replied.
  */
 const replyCounted = (command: Update, outcome: UpdateOutcome): boolean => {
-  const replied: unknown = command.reply(outcome)
-  if (replied === false) return false
+  if (!command.reply(outcome)) return false
   Metrics.add(Metrics.updates, 1, outcomeTags[outcome._tag])
   return true
 }

@@ -95,7 +95,7 @@ export const make: Effect.Effect<DocumentRegistryShape, never, Scope.Scope | Ser
     })
 
     /** Runs a command in the document's order and waits for its reply. */
-    const ask = <A>(documentId: DocumentId, command: (reply: (outcome: A) => void) => DocumentActor.Command) =>
+    const ask = <A>(documentId: DocumentId, command: (reply: (outcome: A) => boolean) => DocumentActor.Command) =>
       Effect.scoped(
         Effect.gen(function* () {
           const slot = yield* RcMap.get(slots, documentId)

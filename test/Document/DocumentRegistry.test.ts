@@ -280,28 +280,31 @@ describe("DocumentRegistry", () => {
     }).pipe(Effect.scoped, Effect.provide(registryLayer({}, storage)))
   })
 
-  it.effect("an update failed by a crash or by storage is counted once in the metrics, as failed", () => {
-    let failure: "defect" | "storage" | undefined
+  it.effect("updates answered by supervision, by a failed lookup or for a missing document are counted once", () => {
+    let failure: "defect" | "lookup" | undefined
     const storage = wrapStorage((inner) => ({
-      append: (id, updates) =>
-        failure === "defect"
-          ? Effect.die("injected defect")
-          : failure === "storage"
-          ? Effect.fail(new StorageError({ operation: "append", cause: "injected" }))
-          : inner.append(id, updates)
+      append: (id, updates) => failure === "defect" ? Effect.die("injected defect") : inner.append(id, updates),
+      findByOpId: (id, opId) =>
+        failure === "lookup" ? Effect.fail(new StorageError({ operation: "findByOpId", cause: "injected" })) : inner.findByOpId(id, opId)
     }))
     const count = (outcome: string) => Metrics.updates.unsafeValue(Metrics.tags({ outcome })).count as number
     return Effect.gen(function* () {
       const id = yield* createDocument
       const failed = count("failed")
       const stored = count("stored")
+      const notFound = count("not_found")
       assert.deepStrictEqual(yield* update(id, "op-1"), { _tag: "Stored", seq: 1 })
+      // A crash: supervision answers the update.
       failure = "defect"
       assert.strictEqual((yield* update(id, "op-2", 1))._tag, "Failed")
-      failure = "storage"
-      assert.strictEqual((yield* update(id, "op-3", 1))._tag, "Failed")
+      // A baseVersion ahead of the document is looked up in storage (a retry may be a duplicate); the lookup fails.
+      failure = "lookup"
+      assert.strictEqual((yield* update(id, "op-3", 9))._tag, "Failed")
+      failure = undefined
+      assert.strictEqual((yield* update("missing" as DocumentId, "op-4"))._tag, "NotFound")
       assert.strictEqual(count("failed") - failed, 2)
       assert.strictEqual(count("stored") - stored, 1)
+      assert.strictEqual(count("not_found") - notFound, 1)
     }).pipe(Effect.scoped, Effect.provide(registryLayer({}, storage)))
   })
 
@@ -1000,7 +1003,7 @@ describe("DocumentRegistry", () => {
           const replies: Array<string> = []
           const pending = updates.map(({ command }) => ({ ...command, reply: (o: DocumentActor.UpdateOutcome) => {
             replies.push(command.opId)
-            command.reply(o)
+            return command.reply(o)
           } }))
           // op-1 was answered before the crash.
           const batch = { pending, started: 0n, committing: 0n, answered: 1 }
