@@ -90,14 +90,15 @@ export const baseUrl = (server: HttpServer.HttpServer): string => {
 // helpers
 // ---------------------------------------------------------------------------------------------------------------
 
-/**
- * A Node HTTP server whose `serve` also registers the graceful drain. The drain runs before the request handler
- * is detached (finalizers run in reverse), so requests already on a keep-alive connection still get answers.
- */
+/** An upgraded socket's error listener (one for all of them: the socket is `this`). */
 function destroyOnError(this: Duplex): void {
   this.destroy()
 }
 
+/**
+ * A Node HTTP server whose `serve` also registers the graceful drain. The drain runs before the request handler
+ * is detached (finalizers run in reverse), so requests already on a keep-alive connection still get answers.
+ */
 function makeNodeServer() {
   return Effect.gen(function* () {
     const config = yield* ServerConfig

@@ -308,8 +308,10 @@ function onDirectClose(this: Attached, code: number): void {
  * completes they wait in `early` (reading paused past PAUSE_AT). When the mailbox is full, commands wait in order
  * in `overflow`, reading pauses, and one fiber offers them as room appears (waiting like any sender), then
  * resumes reading.
+ *
+ * @internal Exported for tests.
  */
-class SocketLifecycle implements Lifecycle, FrameLimit {
+export class SocketLifecycle implements Lifecycle, FrameLimit {
   /** The connection's resources (its place in the document, the heartbeat watch, the connection count): released
    * by `finish`, whichever way the connection ends. Made by `setup`. */
   private scope: Scope.CloseableScope | undefined = undefined
@@ -419,7 +421,8 @@ class SocketLifecycle implements Lifecycle, FrameLimit {
       if ((self.early?.length ?? 0) >= PAUSE_AT) ws.pause()
       ws.removeAllListeners("message")
       ws.on("message", onMessage)
-      // The server began shutting down before this connection was made: it is not admitted.
+      // The server began shutting down before this connection was made: it is not admitted. (Then `finish` ran before
+      // the scope existed and will not close it: nothing may be acquired before this line.)
       if (self.finished) return self.closeGoingAway()
       const open = new WsConnection(ws, self.query.actorId, config.maxBufferedBytes)
       self.connection = open

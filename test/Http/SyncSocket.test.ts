@@ -3,7 +3,7 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Headers, HttpServer } from "@effect/platform"
-import { Context, Deferred, Effect, Exit, Layer, LogLevel, Option, Redacted, Scope, Tracer } from "effect"
+import { Context, Deferred, Effect, Exit, Layer, LogLevel, Option, Redacted, Scope, TestServices, Tracer } from "effect"
 import { EventEmitter } from "node:events"
 import * as net from "node:net"
 import WebSocket from "ws"
@@ -25,6 +25,7 @@ import {
   handshakeProblem,
   lifecycle,
   makeConnection,
+  SocketLifecycle,
   textFrame,
   textFrameHeader
 } from "../../src/Http/SyncSocket.js"
@@ -292,8 +293,8 @@ describe("WebSocket sync", () => {
       header[1] = 0x80 | 127
       header.writeUInt32BE(1_000_000, 6)
       raw.write(header)
-      // Within the test's timeout (30 s, ws's own wait): it fails if the connection waits for the socket's close.
-      const left = yield* watcher.take("presence_leave")
+      // ws would cut the socket after 30 s: the leave must come well before that.
+      const left = yield* watcher.take("presence_leave").pipe(Effect.timeout("5 seconds"), TestServices.provideLive)
       assert.deepInclude(left, { clientId: joined.clientId, reason: "disconnect" })
     }))
 
@@ -587,6 +588,49 @@ describe("WebSocket sync", () => {
       yield* connection.setup(ws as unknown as WebSocket)
       assert.deepStrictEqual(closed, [1001])
       assert.deepStrictEqual(yield* services.registry.loaded, [], "the document was not even loaded")
+      assert.strictEqual(yield* services.limits.count(), 0)
+    }))
+
+  it.scoped("a shutdown that catches a standalone connection before admission closes its socket with 1001, once", () =>
+    Effect.gen(function* () {
+      const context = yield* Layer.build(
+        Layer.mergeAll(DocumentRegistry.layer, layerOpen, Limits.layer, Heartbeat.layer).pipe(
+          Layer.provideMerge(layerMemory),
+          Layer.provideMerge(Config.layer({}))
+        )
+      )
+      const services = yield* Effect.provide(environment, context)
+      const document = yield* Effect.flatMap(DocumentStorage, (storage) => storage.create("doc")).pipe(Effect.provide(context))
+      const connections: Connections = { run: (effect) => Effect.runFork(effect), live: new Set(), closing: false }
+      const connection = new SocketLifecycle(
+        services,
+        connections,
+        document.id,
+        { since: undefined, actorId: undefined },
+        { token: Option.none(), headers: Headers.empty },
+        false
+      )
+      const closed: Array<number> = []
+      const ws = Object.assign(new EventEmitter(), {
+        OPEN: 1,
+        CONNECTING: 0,
+        readyState: 1,
+        pause: () => {},
+        resume: () => {},
+        close: (code: number) => {
+          closed.push(code)
+          ws.readyState = 2
+        }
+      })
+      // Upgraded, not yet admitted (its fiber has not run) when the route's finalizer ends it.
+      connection.attach(ws as unknown as WebSocket)
+      assert.strictEqual(connections.live.size, 1)
+      yield* connection.atShutdown()
+      assert.deepStrictEqual(closed, [1001])
+      // The admission that runs after it admits nothing and closes nothing again.
+      yield* connection.setup(ws as unknown as WebSocket)
+      assert.deepStrictEqual(closed, [1001])
+      assert.deepStrictEqual(yield* services.registry.loaded, [])
       assert.strictEqual(yield* services.limits.count(), 0)
     }))
 
