@@ -556,7 +556,11 @@ describe("WebSocket sync", () => {
       assert.strictEqual((yield* next.take("state")).version, 0)
     }))
 
-  it.scoped("a connection made after shutdown began is closed with 1001, neither admitted nor joined", () =>
+  /**
+   * A connection outside any server: the services it needs on memory://, a document, the route's books (`closing`
+   * when the route's finalizer has begun) and a fake socket that records the codes it is closed with.
+   */
+  const detached = (closing: boolean) =>
     Effect.gen(function* () {
       const context = yield* Layer.build(
         Layer.mergeAll(DocumentRegistry.layer, layerOpen, Limits.layer, Heartbeat.layer).pipe(
@@ -566,52 +570,9 @@ describe("WebSocket sync", () => {
       )
       const services = yield* Effect.provide(environment, context)
       const document = yield* Effect.flatMap(DocumentStorage, (storage) => storage.create("doc")).pipe(Effect.provide(context))
-      // The route's finalizer has begun (`closing`) when this connection's join starts.
-      const connections: Connections = { run: (effect) => Effect.runFork(effect), live: new Set(), closing: true }
-      const connection = yield* lifecycle(
-        services,
-        connections,
-        document.id,
-        { since: undefined, actorId: undefined },
-        { token: Option.none(), headers: Headers.empty },
-        true
-      )
+      const connections: Connections = { run: (effect) => Effect.runFork(effect), live: new Set(), closing }
       const closed: Array<number> = []
-      const ws = Object.assign(new EventEmitter(), {
-        OPEN: 1,
-        CONNECTING: 0,
-        readyState: 1,
-        pause: () => {},
-        resume: () => {},
-        close: (code: number) => closed.push(code)
-      })
-      yield* connection.setup(ws as unknown as WebSocket)
-      assert.deepStrictEqual(closed, [1001])
-      assert.deepStrictEqual(yield* services.registry.loaded, [], "the document was not even loaded")
-      assert.strictEqual(yield* services.limits.count(), 0)
-    }))
-
-  it.scoped("a shutdown that catches a standalone connection before admission closes its socket with 1001, once", () =>
-    Effect.gen(function* () {
-      const context = yield* Layer.build(
-        Layer.mergeAll(DocumentRegistry.layer, layerOpen, Limits.layer, Heartbeat.layer).pipe(
-          Layer.provideMerge(layerMemory),
-          Layer.provideMerge(Config.layer({}))
-        )
-      )
-      const services = yield* Effect.provide(environment, context)
-      const document = yield* Effect.flatMap(DocumentStorage, (storage) => storage.create("doc")).pipe(Effect.provide(context))
-      const connections: Connections = { run: (effect) => Effect.runFork(effect), live: new Set(), closing: false }
-      const connection = new SocketLifecycle(
-        services,
-        connections,
-        document.id,
-        { since: undefined, actorId: undefined },
-        { token: Option.none(), headers: Headers.empty },
-        false
-      )
-      const closed: Array<number> = []
-      const ws = Object.assign(new EventEmitter(), {
+      const fake = Object.assign(new EventEmitter(), {
         OPEN: 1,
         CONNECTING: 0,
         readyState: 1,
@@ -619,16 +580,38 @@ describe("WebSocket sync", () => {
         resume: () => {},
         close: (code: number) => {
           closed.push(code)
-          ws.readyState = 2
+          fake.readyState = 2
         }
       })
+      const args = [services, connections, document.id, { since: undefined, actorId: undefined }, {
+        token: Option.none(),
+        headers: Headers.empty
+      }] as const
+      return { services, connections, args, closed, ws: fake as unknown as WebSocket }
+    })
+
+  it.scoped("a connection made after shutdown began is closed with 1001, neither admitted nor joined", () =>
+    Effect.gen(function* () {
+      // The route's finalizer has begun (`closing`) when this connection's join starts.
+      const { args, closed, services, ws } = yield* detached(true)
+      const connection = yield* lifecycle(...args, true)
+      yield* connection.setup(ws)
+      assert.deepStrictEqual(closed, [1001])
+      assert.deepStrictEqual(yield* services.registry.loaded, [], "the document was not even loaded")
+      assert.strictEqual(yield* services.limits.count(), 0)
+    }))
+
+  it.scoped("a shutdown that catches a standalone connection before admission closes its socket with 1001, once", () =>
+    Effect.gen(function* () {
+      const { args, closed, connections, services, ws } = yield* detached(false)
+      const connection = new SocketLifecycle(...args, false)
       // Upgraded, not yet admitted (its fiber has not run) when the route's finalizer ends it.
-      connection.attach(ws as unknown as WebSocket)
+      connection.attach(ws)
       assert.strictEqual(connections.live.size, 1)
       yield* connection.atShutdown()
       assert.deepStrictEqual(closed, [1001])
       // The admission that runs after it admits nothing and closes nothing again.
-      yield* connection.setup(ws as unknown as WebSocket)
+      yield* connection.setup(ws)
       assert.deepStrictEqual(closed, [1001])
       assert.deepStrictEqual(yield* services.registry.loaded, [])
       assert.strictEqual(yield* services.limits.count(), 0)
