@@ -15,7 +15,7 @@
  */
 import { Headers, HttpLayerRouter, HttpRouter, HttpServerRequest, HttpServerResponse, Socket } from "@effect/platform"
 import { NodeHttpServerRequest } from "@effect/platform-node"
-import { Cause, Clock, Context, Deferred, Duration, Effect, Either, Exit, Fiber, FiberId, FiberSet, Layer, Option, Scope } from "effect"
+import { Cause, Clock, Context, Deferred, Duration, Effect, Either, Exit, Fiber, FiberId, FiberRef, FiberSet, Layer, LogLevel, Option, Scope } from "effect"
 import type { IncomingMessage } from "node:http"
 import type { Duplex } from "node:stream"
 import { type WebSocket, WebSocketServer } from "ws"
@@ -232,6 +232,21 @@ const directUpgrade = (services: Services, connections: Connections, wss: WebSoc
   return true
 }
 
+/**
+ * A log line with annotations, built only when its level is logged: annotating scopes a FiberRef (with
+ * `acquireUseRelease`), which allocates ~14 KB per line even when the minimum level filters the line out, and a
+ * connection logs at each join and leave.
+ */
+const logAnnotated = (
+  level: LogLevel.LogLevel,
+  annotations: Record<string, unknown>,
+  ...message: ReadonlyArray<unknown>
+): Effect.Effect<void> =>
+  Effect.flatMap(FiberRef.get(FiberRef.currentMinimumLogLevel), (minimum) =>
+    LogLevel.greaterThan(minimum, level)
+      ? Effect.void
+      : Effect.logWithLevel(level, ...message).pipe(Effect.annotateLogs(annotations)))
+
 /** Logs what ended a connection's fiber unexpectedly (a bug); interruption is how a fiber is stopped, not a bug. */
 const logDefect = (cause: Cause.Cause<unknown>, documentId: DocumentId): Effect.Effect<void> =>
   Cause.isInterruptedOnly(cause) ? Effect.void : Effect.logError("connection failed", cause).pipe(Effect.annotateLogs({ documentId }))
@@ -430,9 +445,7 @@ export class SocketLifecycle implements Lifecycle, FrameLimit {
       // Not needed past admission: not kept for the socket's life.
       self.credentials = undefined
       if (Either.isLeft(admission)) {
-        yield* Effect.logInfo("client refused", admission.left.message).pipe(
-          Effect.annotateLogs({ documentId, closeCode: admission.left.code })
-        )
+        yield* logAnnotated(LogLevel.Info, { documentId, closeCode: admission.left.code }, "client refused", admission.left.message)
         return open.close(admission.left.code, closeReason(admission.left.message))
       }
       // Shutdown began meanwhile: `finish` has run; do not load the document now.
@@ -443,9 +456,7 @@ export class SocketLifecycle implements Lifecycle, FrameLimit {
         const message = refusal.value === "server"
           ? `too many connections: the server holds MAX_CONNECTIONS (${config.maxConnections}); retry later`
           : `too many connections: the document holds MAX_CONNECTIONS_PER_DOCUMENT (${config.maxConnectionsPerDocument}); retry later`
-        yield* Effect.logWarning("client refused", message).pipe(
-          Effect.annotateLogs({ documentId, closeCode: CloseCodes.TooManyConnections })
-        )
+        yield* logAnnotated(LogLevel.Warning, { documentId, closeCode: CloseCodes.TooManyConnections }, "client refused", message)
         return open.close(CloseCodes.TooManyConnections, closeReason(message))
       }
       self.bucket = yield* makeTokenBucket({ perSecond: config.rateLimitPerSecond, burst: config.rateLimitBurst })
@@ -458,7 +469,7 @@ export class SocketLifecycle implements Lifecycle, FrameLimit {
         case "Deleted":
           return open.close(CloseCodes.Gone, "document deleted")
         case "Failed":
-          yield* Effect.logWarning("join failed", outcome.message).pipe(Effect.annotateLogs(self.annotations))
+          yield* logAnnotated(LogLevel.Warning, self.annotations, "join failed", outcome.message)
           return open.close(CloseCodes.InternalError, "internal error; reconnect later")
         case "Joined":
           break
@@ -466,9 +477,10 @@ export class SocketLifecycle implements Lifecycle, FrameLimit {
       // Shutdown began during the join: `finish` has run, and frames are no longer served.
       if (self.finished) return self.closeGoingAway()
       self.joined = true
-      yield* Effect.logInfo("client joined", { version: outcome.version, since: self.query.since ?? null }).pipe(
-        Effect.annotateLogs(self.annotations)
-      )
+      yield* logAnnotated(LogLevel.Info, self.annotations, "client joined", {
+        version: outcome.version,
+        since: self.query.since ?? null
+      })
       yield* heartbeat.watch(ws)
       if (Option.isSome(principal.expiresAt)) {
         yield* closeAtExpiry(principal.expiresAt.value, open).pipe(Effect.forkIn(yield* Effect.scope))
@@ -535,18 +547,16 @@ export class SocketLifecycle implements Lifecycle, FrameLimit {
           if (!this.joined) return Effect.void
           const raw = this.raw
           const wsError = this.wsError
-          return Effect.logInfo("client left").pipe(
-            Effect.annotateLogs(this.annotations),
-            Effect.annotateLogs(
-              serverCode !== undefined
-                ? { closedBy: "server", closeCode: serverCode }
-                : wsError !== undefined
-                ? { closedBy: "server", closeCode: statusCodeOf(wsError) ?? "protocol error", reason: wsError.message }
-                : raw !== undefined && this.services.heartbeat.timedOut(raw)
-                ? { closedBy: "server", closeCode: "no pong (heartbeat)" }
-                : { closedBy: "client", closeCode: clientCode }
-            )
-          )
+          return logAnnotated(LogLevel.Info, {
+            ...this.annotations,
+            ...(serverCode !== undefined
+              ? { closedBy: "server", closeCode: serverCode }
+              : wsError !== undefined
+              ? { closedBy: "server", closeCode: statusCodeOf(wsError) ?? "protocol error", reason: wsError.message }
+              : raw !== undefined && this.services.heartbeat.timedOut(raw)
+              ? { closedBy: "server", closeCode: "no pong (heartbeat)" }
+              : { closedBy: "client", closeCode: clientCode })
+          }, "client left")
         })
       )
     })
