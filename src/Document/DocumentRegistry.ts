@@ -6,7 +6,7 @@
  * the actor's state (an update to send, a batch's outcome: see `DocumentActor.now`) is handled at once, in the
  * socket's or the storage's callback, under the same supervision: that is the hot path, with no fiber and no Effect.
  */
-import { Cause, type Clock, Context, Deferred, Duration, Effect, Exit, Layer, Option, RcMap, Runtime, Scope } from "effect"
+import { Cause, type Clock, Context, Duration, Effect, Exit, Layer, Option, RcMap, Runtime, Scope } from "effect"
 import { ServerConfig } from "../Config.js"
 import type { DocumentId } from "../Domain/Document.js"
 import { DocumentStorage, withTimeout } from "../Storage/DocumentStorage.js"
@@ -64,7 +64,8 @@ export interface DocumentRegistryShape {
 
 export class DocumentRegistry extends Context.Tag("docsync/DocumentRegistry")<DocumentRegistry, DocumentRegistryShape>() {}
 
-interface Slot {
+/** @internal Exported for tests (`askSlot`). */
+export interface Slot {
   readonly mailbox: Mailbox.Mailbox<DocumentActor.Command>
   /** `Session.offer`: handled at once when the actor can (see `DocumentActor.now`), else into the mailbox if it has room. */
   readonly offer: (command: DocumentActor.Command) => boolean
@@ -96,14 +97,7 @@ export const make: Effect.Effect<DocumentRegistryShape, never, Scope.Scope | Ser
 
     /** Runs a command in the document's order and waits for its reply. */
     const ask = <A>(documentId: DocumentId, command: (reply: (outcome: A) => boolean) => DocumentActor.Command) =>
-      Effect.scoped(
-        Effect.gen(function* () {
-          const slot = yield* RcMap.get(slots, documentId)
-          const done = yield* Deferred.make<A>()
-          yield* slot.mailbox.offer(command(DocumentActor.once((outcome) => Deferred.unsafeDone(done, Exit.succeed(outcome)))))
-          return yield* Deferred.await(done)
-        })
-      )
+      Effect.scoped(Effect.flatMap(RcMap.get(slots, documentId), (slot) => askSlot(slot, command)))
 
     return {
       // Nothing made in here outlives the join but what it returns and the leave: a closure made in this generator
@@ -151,19 +145,31 @@ class MemberSession implements Session, DocumentActor.Activity {
   }
 }
 
-/** Asks the actor to join `connection`, with `activity` as its activity, and waits for the outcome. */
+/**
+ * Puts the command `make` builds into the mailbox (waiting while it is full) and waits for the actor's reply. The
+ * reply resumes the wait itself: a Deferred and its wait cost a few KB more per command (a join and a leave per
+ * connection). @internal Exported for tests.
+ */
+export const askSlot = <A>(slot: Slot, make: (reply: (outcome: A) => boolean) => DocumentActor.Command): Effect.Effect<A> =>
+  Effect.suspend(() => {
+    let answered: Option.Option<A> = Option.none()
+    let resume: ((effect: Effect.Effect<A>) => void) | undefined
+    const reply = DocumentActor.once((outcome: A) => {
+      if (resume === undefined) answered = Option.some(outcome)
+      else resume(Effect.succeed(outcome))
+    })
+    return Effect.zipRight(
+      slot.mailbox.offer(make(reply)),
+      Effect.async<A>((waiting) => {
+        if (Option.isSome(answered)) return waiting(Effect.succeed(answered.value))
+        resume = waiting
+      })
+    )
+  })
+
+/** Asks the actor to join `connection`, with `activity` as its activity. */
 const askJoin = (slot: Slot, connection: DocumentActor.Connection, activity: DocumentActor.Activity, since: number | undefined) =>
-  Effect.flatMap(Deferred.make<DocumentActor.JoinOutcome>(), (done) =>
-    Effect.zipRight(
-      slot.mailbox.offer({
-        _tag: "Join",
-        connection,
-        activity,
-        since,
-        reply: DocumentActor.once((outcome: DocumentActor.JoinOutcome) => Deferred.unsafeDone(done, Exit.succeed(outcome)))
-      }),
-      Deferred.await(done)
-    ))
+  askSlot<DocumentActor.JoinOutcome>(slot, (reply) => ({ _tag: "Join", connection, activity, since, reply }))
 
 /** A member's leave, run when its connection's scope closes: the actor answers once it is no longer a member. */
 const leave = (slot: Slot, connection: DocumentActor.Connection): Effect.Effect<void> =>
@@ -171,15 +177,7 @@ const leave = (slot: Slot, connection: DocumentActor.Connection): Effect.Effect<
     Metrics.add(Metrics.connections, -1)
     // Shut down means the registry is gone and the document with it: nothing to leave.
     if (slot.mailbox.isShutdown()) return Effect.void
-    return Effect.flatMap(Deferred.make<void>(), (left) =>
-      Effect.zipRight(
-        slot.mailbox.offer({
-          _tag: "Leave",
-          connection,
-          reply: DocumentActor.once<void>(() => Deferred.unsafeDone(left, Exit.void))
-        }),
-        Deferred.await(left)
-      ))
+    return askSlot<void>(slot, (reply) => ({ _tag: "Leave", connection, reply: () => reply(undefined) }))
   })
 
 export const layer: Layer.Layer<DocumentRegistry, never, ServerConfig | DocumentStorage> = Layer.scoped(

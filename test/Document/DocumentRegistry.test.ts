@@ -2,7 +2,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { Deferred, Duration, Effect, Exit, Fiber, FiberId, Layer, Option, Scope, TestClock } from "effect"
 import type { DocumentId } from "../../src/Domain/Document.js"
 import * as DocumentActor from "../../src/Document/DocumentActor.js"
-import { DocumentRegistry } from "../../src/Document/DocumentRegistry.js"
+import { askSlot, DocumentRegistry, type Slot } from "../../src/Document/DocumentRegistry.js"
 import * as Metrics from "../../src/Document/Metrics.js"
 import {
   boundsItself,
@@ -307,6 +307,36 @@ describe("DocumentRegistry", () => {
       assert.strictEqual(count("not_found") - notFound, 1)
     }).pipe(Effect.scoped, Effect.provide(registryLayer({}, storage)))
   })
+
+  it.effect("a command's reply is waited for whether it comes before or after the wait begins", () =>
+    Effect.gen(function* () {
+      let later: (() => void) | undefined
+      const slotAnswering = (when: "at once" | "later") =>
+        ({
+          mailbox: {
+            offer: (command: DocumentActor.Command) =>
+              Effect.sync(() => {
+                const reply = () => (command as DocumentActor.Join).reply({ _tag: "Joined", version: 7 })
+                if (when === "at once") reply()
+                else later = reply
+              })
+          }
+        }) as unknown as Slot
+      const ask = (slot: Slot) =>
+        askSlot<DocumentActor.JoinOutcome>(slot, (reply) => ({
+          _tag: "Join",
+          connection: recordingConnection(),
+          activity: { last: 0 },
+          since: undefined,
+          reply
+        }))
+      assert.deepStrictEqual(yield* ask(slotAnswering("at once")), { _tag: "Joined", version: 7 })
+      const waiting = yield* Effect.fork(ask(slotAnswering("later")))
+      while (later === undefined) yield* Effect.yieldNow()
+      yield* Effect.yieldNow()
+      later()
+      assert.deepStrictEqual(yield* Fiber.join(waiting), { _tag: "Joined", version: 7 })
+    }))
 
   it("an update answered before supervision fails it is not counted again; one answered only by it is counted", () => {
     const count = () => Metrics.updates.unsafeValue(Metrics.tags({ outcome: "failed" })).count as number
