@@ -101,7 +101,7 @@ export const make: Effect.Effect<DocumentRegistryShape, never, Scope.Scope | Ser
 
     return {
       // Nothing made in here outlives the join but what it returns and the leave: a closure made in this generator
-      // would keep all of its variables (the reply's Deferred among them) for the connection's life.
+      // would keep all of its variables for the connection's life.
       join: (documentId, connection, since) =>
         Effect.gen(function* () {
           const slot = yield* RcMap.get(slots, documentId)

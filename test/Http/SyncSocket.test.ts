@@ -11,6 +11,7 @@ import * as wsModule from "ws"
 import type { ServerConfigShape } from "../../src/Config.js"
 import { connect, type Frame } from "../support/WsClient.js"
 import * as Config from "../../src/Config.js"
+import * as CloseCodes from "../../src/Domain/CloseCodes.js"
 import { defaults } from "../../src/Config.js"
 import { Authorizer, layerOpen } from "../../src/Http/Authorizer.js"
 import * as Server from "../../src/Http/Server.js"
@@ -500,6 +501,23 @@ describe("WebSocket sync", () => {
       yield* Effect.forEach(Array.from({ length: 20 }), () => Effect.promise(() => new Promise((resolve) => setImmediate(resolve))), { discard: true })
       const c = yield* connect(url, id)
       assert.strictEqual((yield* c.take("state")).type, "state")
+    }))
+
+  it.scoped("below the minimum log level a connection's info lines are left out, its warnings are not", () =>
+    Effect.gen(function* () {
+      const lines: Array<string> = []
+      const url = yield* startServer({ config: { maxConnectionsPerDocument: 1 }, logLevel: LogLevel.Warning }).pipe(
+        Effect.provide(capture(lines))
+      )
+      const id = yield* createDocument(url)
+      const first = yield* connect(url, id)
+      yield* first.take("state")
+      const second = yield* connect(url, id)
+      assert.strictEqual((yield* second.closed).code, CloseCodes.TooManyConnections)
+      const refused = yield* loggedLine(lines, "client refused")
+      assert.include(refused, `closeCode=${CloseCodes.TooManyConnections}`)
+      assert.include(refused, `documentId=${id}`)
+      assert.isFalse(lines.some((line) => line.includes("client joined")), lines.join("\n"))
     }))
 
   it.scoped("on the standalone server: clients that close before their join completes leave no member and no count behind", () =>
