@@ -152,7 +152,7 @@ const handle = (request: HttpServerRequest.HttpServerRequest, services: Services
     if (netSocket.destroyed || !netSocket.readable || !netSocket.writable) return HttpServerResponse.empty({ status: 499 })
     const socket = yield* request.upgrade
     const opened = yield* Deferred.make<void>()
-    const connection = yield* lifecycle(services, connections, documentId, query, socketCredentials(request), false)
+    const connection = new SocketLifecycle(services, connections, documentId, query, socketCredentials(request), false)
     const lifetime = connections.run(
       socket.runRaw((data) => connection.onFrame(data), {
         onOpen: Effect.suspend(() => {
@@ -265,36 +265,6 @@ const closedOrTimeout = (ws: WebSocket): Effect.Effect<void> =>
     })
   }).pipe(Effect.timeoutOption(CLOSE_WAIT), Effect.asVoid)
 
-/** One connection, however its socket arrived: what the server does with its frames, and how it ends. */
-export interface Lifecycle {
-  /** A frame from the client (queued until the join completes). */
-  readonly onFrame: (data: string | Uint8Array) => void
-  /** ws reported a protocol error (it closes the socket itself). */
-  readonly onError: (error: Error) => void
-  /** Admission and join, once the socket is open; frames are served from the join on. */
-  readonly setup: (ws: WebSocket) => Effect.Effect<void>
-  /** Ends the connection once (see `SocketLifecycle.finish`). */
-  readonly finish: () => Effect.Effect<void>
-  /** The socket closed (the client's code, "normal" for 1000 and 1006): ends the connection and logs it. */
-  readonly ended: (clientCode: number | "normal") => Effect.Effect<void>
-}
-
-/** @internal Exported for tests. */
-export const lifecycle = (
-  services: Services,
-  connections: Connections,
-  documentId: DocumentId,
-  query: Query,
-  credentials: Credentials,
-  /**
-   * At shutdown, after closing with 1001, wait (at most CLOSE_WAIT) for the client's close frame: needed where the
-   * server cuts the sockets still open right after this route is released (a socket cut with unread frames in
-   * hand is reset, which can lose the close frame on its way to the client). runRaw's fiber does its own waiting.
-   */
-  awaitClose: boolean
-): Effect.Effect<Lifecycle> =>
-  Effect.sync(() => new SocketLifecycle(services, connections, documentId, query, credentials, awaitClose))
-
 /** Where a socket keeps its connection, for the socket listeners every connection shares. */
 const LIFECYCLE = Symbol("docsync/SocketLifecycle")
 
@@ -326,7 +296,7 @@ function onDirectClose(this: Attached, code: number): void {
  *
  * @internal Exported for tests.
  */
-export class SocketLifecycle implements Lifecycle, FrameLimit {
+export class SocketLifecycle implements FrameLimit {
   /** The connection's resources (its place in the document, the heartbeat watch, the connection count): released
    * by `finish`, whichever way the connection ends. Made by `setup`. */
   private scope: Scope.CloseableScope | undefined = undefined
@@ -363,6 +333,11 @@ export class SocketLifecycle implements Lifecycle, FrameLimit {
     private readonly documentId: DocumentId,
     private readonly query: Query,
     credentials: Credentials,
+    /**
+     * At shutdown, after closing with 1001, wait (at most CLOSE_WAIT) for the client's close frame: needed where the
+     * server cuts the sockets still open right after this route is released (a socket cut with unread frames in
+     * hand is reset, which can lose the close frame on its way to the client). runRaw's fiber does its own waiting.
+     */
     private readonly awaitClose: boolean
   ) {
     this.credentials = credentials

@@ -24,7 +24,6 @@ import {
   type Connections,
   environment,
   handshakeProblem,
-  lifecycle,
   makeConnection,
   SocketLifecycle,
   textFrame,
@@ -612,7 +611,7 @@ describe("WebSocket sync", () => {
     Effect.gen(function* () {
       // The route's finalizer has begun (`closing`) when this connection's join starts.
       const { args, closed, services, ws } = yield* detached(true)
-      const connection = yield* lifecycle(...args, true)
+      const connection = new SocketLifecycle(...args, true)
       yield* connection.setup(ws)
       assert.deepStrictEqual(closed, [1001])
       assert.deepStrictEqual(yield* services.registry.loaded, [], "the document was not even loaded")
