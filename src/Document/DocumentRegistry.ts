@@ -6,11 +6,12 @@
  * the actor's state (an update to send, a batch's outcome: see `DocumentActor.now`) is handled at once, in the
  * socket's or the storage's callback, under the same supervision: that is the hot path, with no fiber and no Effect.
  */
-import { Cause, type Clock, Context, Duration, Effect, Exit, Layer, Option, RcMap, Runtime, Scope } from "effect"
+import { Cause, type Clock, Context, Duration, Effect, Exit, Fiber, Layer, Option, RcMap, Runtime, Scope } from "effect"
 import { ServerConfig } from "../Config.js"
 import type { DocumentId } from "../Domain/Document.js"
 import { DocumentStorage, withTimeout } from "../Storage/DocumentStorage.js"
 import * as DocumentActor from "./DocumentActor.js"
+import * as IdleWatch from "./IdleWatch.js"
 import * as Mailbox from "./Mailbox.js"
 import * as Metrics from "./Metrics.js"
 
@@ -87,9 +88,11 @@ export const make: Effect.Effect<DocumentRegistryShape, never, Scope.Scope | Ser
       logTailBytes: config.logTailBytes,
       maxBatchSize: config.maxBatchSize
     }
+    // Made before the documents, so released after them.
+    const idleWatch = yield* IdleWatch.make
     const slots = yield* RcMap.make({
       lookup: (documentId: DocumentId) =>
-        makeSlot(documentId, settings, config.mailboxCapacity, idleMillis).pipe(
+        makeSlot(documentId, settings, config.mailboxCapacity, idleMillis, idleWatch).pipe(
           Effect.provideService(DocumentStorage, storage)
         ),
       idleTimeToLive: config.documentIdle
@@ -193,7 +196,8 @@ const makeSlot = (
   documentId: DocumentId,
   settings: DocumentActor.ActorSettings,
   capacity: number,
-  idleMillis: number
+  idleMillis: number,
+  idleWatch: IdleWatch.IdleWatch
 ): Effect.Effect<Slot, never, Scope.Scope | DocumentStorage> =>
   Effect.gen(function* () {
     const mailbox = Mailbox.make<DocumentActor.Command>(capacity, settings.maxBatchSize)
@@ -316,8 +320,8 @@ const makeSlot = (
       const loop: Effect.Effect<never, never, DocumentStorage> = Effect.flatMap(Effect.flatMap(restore(next), run), () => loop)
       return loop
     })
-    yield* drain.pipe(Effect.annotateLogs("documentId", documentId), Effect.forkScoped)
-    const idle = yield* watchIdle(members, mailbox, idleMillis)
+    yield* forkScopedRoot(drain.pipe(Effect.annotateLogs("documentId", documentId)))
+    const idle = yield* watchIdle(idleWatch, yield* Effect.clock, members, mailbox, idleMillis)
     return {
       mailbox,
       offer: (command) => now(command) || mailbox.unsafeOffer(command),
@@ -327,43 +331,23 @@ const makeSlot = (
   })
 
 /**
- * One timer per document for presence idleness: sleeps until the earliest moment a member will have been silent
- * for `idleMillis`, then asks the actor to check each member that is due (the actor re-checks against the latest
- * activity, so a message that raced the timer wins). Activity only moves deadlines later, and a member that
- * joins has the latest one, so the timer never needs waking while it sleeps; with no member it waits for a join.
- * (A timer fiber per connection held about 6 KB each.)
+ * A document's presence idleness, on the registry's `IdleWatch`: checked at the earliest moment a member will have
+ * been silent for `idleMillis`, it asks the actor to check each member that is due (the actor re-checks against
+ * the latest activity, so a message that raced the timer wins). Activity only moves deadlines later, and a member
+ * that joins has the latest one, so a join needs a check only when the document had no member to watch.
  */
 const watchIdle = (
+  watch: IdleWatch.IdleWatch,
+  clock: Clock.Clock,
   members: DocumentActor.Members,
   mailbox: Mailbox.Mailbox<DocumentActor.Command>,
   idleMillis: number
-): Effect.Effect<{ readonly joined: () => void }, never, Scope.Scope> =>
-  Effect.gen(function* () {
-    const clock = yield* Effect.clock
-    let wake: (() => void) | undefined
-    /** The activity time each member was last checked for: checked once per silence. */
-    const checked = new WeakMap<DocumentActor.Member, number>()
-    const loop = Effect.gen(function* () {
-      while (true) {
-        if (members.size === 0) {
-          yield* Effect.async<void>((resume) => {
-            wake = () => {
-              wake = undefined
-              resume(Effect.void)
-            }
-          })
-          continue
-        }
-        const now = clock.unsafeCurrentTimeMillis()
-        yield* Effect.sleep(Duration.millis(checkDue(now) - now))
-      }
-    })
-    /**
-     * Asks the actor to check each member that is due; returns when to look next. A function of its own: the
-     * loop's variable in the generator would keep the last member (its socket and all) alive while the fiber
-     * sleeps, after the member left.
-     */
-    const checkDue = (now: number): number => {
+): Effect.Effect<{ readonly joined: () => void }, never, Scope.Scope> => {
+  /** The activity time each member was last checked for: checked once per silence. */
+  const checked = new WeakMap<DocumentActor.Member, number>()
+  const watched: IdleWatch.Watched = {
+    check: (now) => {
+      if (members.size === 0) return undefined
       let next = now + idleMillis
       for (const member of members.values()) {
         if (member.idle || checked.get(member) === member.activity.last) continue
@@ -378,6 +362,20 @@ const watchIdle = (
       }
       return next
     }
-    yield* Effect.forkScoped(loop)
-    return { joined: () => wake?.() }
+  }
+  return Effect.flatMap(Effect.scope, (scope) =>
+    Effect.as(Scope.addFinalizer(scope, Effect.sync(() => watch.unwatch(watched))), {
+      joined: () => watch.watch(watched, clock.unsafeCurrentTimeMillis() + idleMillis)
+    }))
+}
+
+/**
+ * `Effect.forkScoped`, as a root fiber: a forked fiber keeps its parent fiber (with all that parent holds) for its
+ * whole life, through the observer Effect adds to it; a document's fibers were forked by the fiber that loaded it,
+ * finished long before, and kept it (~2 KB of heap per document).
+ */
+const forkScopedRoot = <R>(effect: Effect.Effect<unknown, never, R>): Effect.Effect<void, never, R | Scope.Scope> =>
+  Effect.gen(function* () {
+    const fiber = Runtime.runFork(yield* Effect.runtime<R>())(effect)
+    yield* Scope.addFinalizer(yield* Effect.scope, Fiber.interrupt(fiber))
   })

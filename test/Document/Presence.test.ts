@@ -47,6 +47,30 @@ describe("presence", () => {
       ])
     }).pipe(Effect.scoped, Effect.provide(registryLayer({ presenceIdle: IDLE }))))
 
+  it.effect("silent clients of two documents go idle each at its own time (one timer for all documents)", () =>
+    Effect.gen(function* () {
+      const first = yield* setup
+      const second = yield* setup
+      const a = yield* first.join()
+      const b = yield* first.join()
+      yield* TestClock.adjust(Duration.millis(10_000))
+      const c = yield* second.join()
+      const d = yield* second.join()
+      yield* TestClock.adjust(Duration.millis(19_999))
+      yield* settle
+      assert.deepStrictEqual(a.connection.of("presence_leave"), [])
+      yield* TestClock.adjust(Duration.millis(1))
+      yield* settle
+      assert.deepStrictEqual(a.connection.of("presence_leave").map((f) => f.clientId), [b.connection.clientId])
+      assert.deepStrictEqual(c.connection.of("presence_leave"), [], "the second document's clients joined 10 s later")
+      yield* TestClock.adjust(Duration.millis(9_999))
+      yield* settle
+      assert.deepStrictEqual(c.connection.of("presence_leave"), [])
+      yield* TestClock.adjust(Duration.millis(1))
+      yield* settle
+      assert.deepStrictEqual(c.connection.of("presence_leave").map((f) => f.clientId), [d.connection.clientId])
+    }).pipe(Effect.scoped, Effect.provide(registryLayer({ presenceIdle: IDLE }))))
+
   it.effect("any message (a ping) keeps a client present; its next presence re-announces it after idling", () =>
     Effect.gen(function* () {
       const { join } = yield* setup
