@@ -131,6 +131,51 @@ const inOrderStorage = () => {
 const settle = Effect.repeatN(Effect.yieldNow(), 50)
 
 describe("DocumentRegistry", () => {
+  it.effect("an update the actor took at once is sent to storage before the next batch it handles is served", () => {
+    const storage = inOrderStorage()
+    return Effect.gen(function* () {
+      const id = yield* createDocument
+      const settings: DocumentActor.ActorSettings = {
+        snapshotEvery: 100,
+        snapshotRequestTimeoutMillis: 30_000,
+        presenceIdleMillis: 30_000,
+        logTailBytes: 1 << 20,
+        maxBatchSize: 100
+      }
+      // Outcomes come back here; the test hands them to the actor.
+      const delivered: Array<DocumentActor.Appended> = []
+      const actor = Option.getOrThrow(
+        yield* DocumentActor.load(id, new Map(), settings, (appended) => delivered.push(appended) > 0)
+      )
+      const joinCommand = (connection: DocumentActor.Connection, outcomes: Array<DocumentActor.JoinOutcome>): DocumentActor.Join => ({
+        _tag: "Join",
+        connection,
+        activity: { last: 0 },
+        since: undefined,
+        reply: (outcome) => outcomes.push(outcome)
+      })
+      const a = recordingConnection()
+      yield* actor.handle([joinCommand(a, [])])
+      // Taken at once (as from a socket's callback), and not sent yet: the registry flushes it in a microtask.
+      const { command, done } = updateCommand(a, "op-1")
+      assert.isTrue(actor.now(command))
+      assert.strictEqual(storage.appends.length, 0)
+      // A join that arrives after it, handled before that flush: the update goes first, and the join waits for it.
+      const c = recordingConnection()
+      const joined: Array<DocumentActor.JoinOutcome> = []
+      yield* actor.handle([joinCommand(c, joined)])
+      assert.deepStrictEqual(storage.appends.map((append) => append.opIds), [["op-1"]])
+      assert.deepStrictEqual(c.of("state"), [], "served after the update before it")
+      yield* storage.appends[0]!.commit()
+      assert.strictEqual(delivered.length, 1)
+      yield* actor.handle(delivered.splice(0))
+      assert.deepStrictEqual(yield* Deferred.await(done), { _tag: "Stored", seq: 1 })
+      assert.deepStrictEqual(joined, [{ _tag: "Joined", version: 1 }])
+      assert.strictEqual(c.of("state")[0]?.version, 1, "its state holds the update")
+      assert.deepStrictEqual(c.of("remote_update"), [])
+    }).pipe(Effect.provide(storage.layer))
+  })
+
   it.effect("acks the sender and broadcasts to the others, never echoing to the sender", () =>
     Effect.gen(function* () {
       const id = yield* createDocument
