@@ -72,8 +72,11 @@ export interface Slot {
   readonly offer: (command: DocumentActor.Command) => boolean
   /** `Session.submit`: handled at once when the actor can, else into the mailbox, waiting while it is full. */
   readonly submit: (command: DocumentActor.Command) => Effect.Effect<void>
-  /** Tells the slot's idle watch that a connection joined (it waits while there is nobody to watch). */
-  readonly joined: () => void
+  /**
+   * Tells the slot's presence idleness that a member joined, active since `activeSince` (its session's first
+   * activity time): the document is checked by then + PRESENCE_IDLE_MS (a document with no member is not checked).
+   */
+  readonly joined: (activeSince: number) => void
 }
 
 export const make: Effect.Effect<DocumentRegistryShape, never, Scope.Scope | ServerConfig | DocumentStorage> = Effect.gen(
@@ -114,7 +117,7 @@ export const make: Effect.Effect<DocumentRegistryShape, never, Scope.Scope | Ser
             Metrics.add(Metrics.connections, 1)
             // On the scope itself: `Effect.addFinalizer` keeps a copy of the fiber's FiberRefs per connection.
             yield* Scope.addFinalizer(yield* Effect.scope, leave(slot, connection))
-            slot.joined()
+            slot.joined(session.last)
           }
           return [outcome, session] as const
         }),
@@ -321,7 +324,7 @@ const makeSlot = (
       return loop
     })
     yield* forkScopedRoot(drain.pipe(Effect.annotateLogs("documentId", documentId)))
-    const idle = yield* watchIdle(idleWatch, yield* Effect.clock, members, mailbox, idleMillis)
+    const idle = yield* watchIdle(idleWatch, documentId, members, mailbox, idleMillis)
     return {
       mailbox,
       offer: (command) => now(command) || mailbox.unsafeOffer(command),
@@ -333,19 +336,22 @@ const makeSlot = (
 /**
  * A document's presence idleness, on the registry's `IdleWatch`: checked at the earliest moment a member will have
  * been silent for `idleMillis`, it asks the actor to check each member that is due (the actor re-checks against
- * the latest activity, so a message that raced the timer wins). Activity only moves deadlines later, and a member
- * that joins has the latest one, so a join needs a check only when the document had no member to watch.
+ * the latest activity, so a message that raced the timer wins), and says when to look next: that earliest moment
+ * among the members not yet checked for their current silence, at the latest `idleMillis` from now, or in a second
+ * when the mailbox was full. Activity only moves deadlines later, so a join needs a check only when its member is
+ * due before the document's next one (or the document had no member: it is not checked while it has none).
  */
 const watchIdle = (
   watch: IdleWatch.IdleWatch,
-  clock: Clock.Clock,
+  documentId: DocumentId,
   members: DocumentActor.Members,
   mailbox: Mailbox.Mailbox<DocumentActor.Command>,
   idleMillis: number
-): Effect.Effect<{ readonly joined: () => void }, never, Scope.Scope> => {
+): Effect.Effect<{ readonly joined: (activeSince: number) => void }, never, Scope.Scope> => {
   /** The activity time each member was last checked for: checked once per silence. */
   const checked = new WeakMap<DocumentActor.Member, number>()
   const watched: IdleWatch.Watched = {
+    annotations: { documentId },
     check: (now) => {
       if (members.size === 0) return undefined
       let next = now + idleMillis
@@ -365,7 +371,7 @@ const watchIdle = (
   }
   return Effect.flatMap(Effect.scope, (scope) =>
     Effect.as(Scope.addFinalizer(scope, Effect.sync(() => watch.unwatch(watched))), {
-      joined: () => watch.watch(watched, clock.unsafeCurrentTimeMillis() + idleMillis)
+      joined: (activeSince) => watch.watch(watched, activeSince + idleMillis)
     }))
 }
 
@@ -375,7 +381,8 @@ const watchIdle = (
  * finished long before, and kept it (~2 KB of heap per document).
  */
 const forkScopedRoot = <R>(effect: Effect.Effect<unknown, never, R>): Effect.Effect<void, never, R | Scope.Scope> =>
-  Effect.gen(function* () {
-    const fiber = Runtime.runFork(yield* Effect.runtime<R>())(effect)
-    yield* Scope.addFinalizer(yield* Effect.scope, Fiber.interrupt(fiber))
-  })
+  // The runtime (and with it the fiber's runtime flags) taken outside the uninterruptible region, which makes the
+  // fork and its finalizer one step, as in `forkScoped`.
+  Effect.flatMap(Effect.runtime<R>(), (runtime) =>
+    Effect.uninterruptible(Effect.flatMap(Effect.scope, (scope) =>
+      Effect.suspend(() => Scope.addFinalizer(scope, Fiber.interrupt(Runtime.runFork(runtime)(effect)))))))

@@ -8,6 +8,8 @@ import { Cause, Duration, Effect, type Scope } from "effect"
 
 /** Something to check over time: a document, which asks its actor to check its members that are due. */
 export interface Watched {
+  /** Annotations of the log line if its check throws (the document's id). */
+  readonly annotations: Readonly<Record<string, unknown>>
   /** Runs the checks due at `now`; returns when to check next, or undefined to be checked no more until `watch`. */
   readonly check: (now: number) => number | undefined
 }
@@ -92,7 +94,7 @@ export const make: Effect.Effect<IdleWatch, never, Scope.Scope> = Effect.gen(fun
   }
 
   /** Runs the checks due at `now`; returns the earliest time still due (Infinity: none) and what the checks threw. */
-  const runDue = (now: number, failures: Array<unknown>): number => {
+  const runDue = (now: number, failures: Array<readonly [Watched, unknown]>): number => {
     while (earliest() <= now) {
       const { watched } = heap[0] as Entry
       pop()
@@ -101,7 +103,7 @@ export const make: Effect.Effect<IdleWatch, never, Scope.Scope> = Effect.gen(fun
         const next = watched.check(now)
         if (next !== undefined) watch(watched, Math.max(next, now + 1))
       } catch (failure) {
-        failures.push(failure)
+        failures.push([watched, failure])
       }
     }
     return earliest()
@@ -133,11 +135,18 @@ export const make: Effect.Effect<IdleWatch, never, Scope.Scope> = Effect.gen(fun
   // members and their sockets) alive while the fiber waits.
   const loop: Effect.Effect<never> = Effect.suspend(() => {
     const now = clock.unsafeCurrentTimeMillis()
-    const failures: Array<unknown> = []
+    const failures: Array<readonly [Watched, unknown]> = []
     const wait = waitUntil(runDue(now, failures))
     if (failures.length === 0) return wait
     return Effect.zipRight(
-      Effect.forEach(failures, (failure) => Effect.logError("a presence idleness check failed", Cause.die(failure)), { discard: true }),
+      Effect.forEach(
+        failures,
+        ([watched, failure]) =>
+          Effect.logError("a presence idleness check failed; it is not checked again", Cause.die(failure)).pipe(
+            Effect.annotateLogs(watched.annotations)
+          ),
+        { discard: true }
+      ),
       wait
     )
   }).pipe(Effect.zipRight(Effect.suspend(() => loop)))

@@ -12,6 +12,7 @@ const settle = Effect.repeatN(Effect.yieldNow(), 20)
 const recording = (next: (now: number) => number | undefined = () => undefined) => {
   const checks: Array<number> = []
   const watched: IdleWatch.Watched = {
+    annotations: {},
     check: (now) => {
       checks.push(now)
       return next(now)
@@ -130,6 +131,7 @@ describe("IdleWatch", () => {
       const watch = yield* IdleWatch.make
       let thrown = 0
       const broken: IdleWatch.Watched = {
+        annotations: { documentId: "broken" },
         check: () => {
           thrown++
           throw new Error("broken check")

@@ -2,11 +2,11 @@
  * Presence lifecycle (protocol 2.4), driven by TestClock: no real time passes in these tests.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Duration, Effect, Exit, Scope, TestClock } from "effect"
+import { Duration, Effect, Exit, Fiber, Scope, TestClock } from "effect"
 import type { DocumentId } from "../../src/Domain/Document.js"
 import { DocumentRegistry } from "../../src/Document/DocumentRegistry.js"
 import { DocumentStorage } from "../../src/Storage/DocumentStorage.js"
-import { recordingConnection, registryLayer } from "./support.js"
+import { recordingConnection, registryLayer, wrapStorage } from "./support.js"
 
 const IDLE = Duration.millis(30_000)
 
@@ -70,6 +70,28 @@ describe("presence", () => {
       yield* settle
       assert.deepStrictEqual(c.connection.of("presence_leave").map((f) => f.clientId), [d.connection.clientId])
     }).pipe(Effect.scoped, Effect.provide(registryLayer({ presenceIdle: IDLE }))))
+
+  it.effect("a first member whose join waited for its document to load goes idle from its join's start, not its end", () =>
+    Effect.gen(function* () {
+      const { join } = yield* setup
+      // The document takes 5 s to load: a's session starts at 0, its join ends at 5 s.
+      const joining = yield* Effect.fork(join())
+      yield* TestClock.adjust(Duration.seconds(5))
+      const a = yield* Fiber.join(joining)
+      const b = yield* join()
+      yield* TestClock.adjust(Duration.millis(24_999))
+      yield* settle
+      assert.deepStrictEqual(b.connection.of("presence_leave"), [])
+      yield* TestClock.adjust(Duration.millis(1))
+      yield* settle
+      assert.deepStrictEqual(b.connection.of("presence_leave").map((f) => f.clientId), [a.connection.clientId], "at 30 s")
+    }).pipe(
+      Effect.scoped,
+      Effect.provide(registryLayer(
+        { presenceIdle: IDLE },
+        wrapStorage((inner) => ({ get: (id, includeDeleted) => Effect.delay(inner.get(id, includeDeleted), Duration.seconds(5)) }))
+      ))
+    ))
 
   it.effect("any message (a ping) keeps a client present; its next presence re-announces it after idling", () =>
     Effect.gen(function* () {
