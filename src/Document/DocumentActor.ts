@@ -3,8 +3,9 @@
  * members (the connections that joined), persists through DocumentStorage and writes frames to the members.
  *
  * It handles a batch of commands at a time and does not know how they reach it: DocumentRegistry feeds it from a
- * mailbox drained by one fiber, which is what serialises a document without locks, and hands it the commands it can
- * take at once (`now`) only while that fiber waits with nothing queued. The actor never blocks on a
+ * mailbox drained by one fiber at a time (one exists only while there is work), which is what serialises a document
+ * without locks, and hands it the commands it can take at once (`now`) only while no fiber has work and nothing is
+ * queued. The actor never blocks on a
  * connection: `Connection.send` returns at once (a connection that falls too far behind closes itself).
  */
 import { Cause, Clock, Effect, Exit, Option } from "effect"

@@ -1,8 +1,9 @@
 /**
  * DocumentRegistry: at most one DocumentActor per document, loaded lazily and unloaded after DOCUMENT_IDLE_MS with
- * no connection and no message. Each loaded document is a mailbox (bounded, see `Mailbox`) drained by one fiber, which
- * runs the actor and supervises it: a defect fails only the commands in flight, and the next command runs on an
- * actor rebuilt from storage. While that fiber waits for work with nothing queued, a command that needs nothing but
+ * no connection and no message. Each loaded document is a mailbox (bounded, see `Mailbox`) drained by one fiber at a
+ * time, which runs the actor and supervises it: a defect fails only the commands in flight, and the next command runs
+ * on an actor rebuilt from storage. The fiber exists only while there is work: the mailbox's next command starts
+ * another. While there is none and nothing is queued, a command that needs nothing but
  * the actor's state (an update to send, a batch's outcome: see `DocumentActor.now`) is handled at once, in the
  * socket's or the storage's callback, under the same supervision: that is the hot path, with no fiber and no Effect.
  */
@@ -192,8 +193,9 @@ export const layer: Layer.Layer<DocumentRegistry, never, ServerConfig | Document
 )
 
 /**
- * One loaded document: its mailbox and the fiber that drains it. Runs in the RcMap entry's scope, so closing
- * that scope (idle passivation or shutdown) stops the fiber after the batch in hand and serves what is queued.
+ * One loaded document: its mailbox and the fiber that drains it while it has work. Runs in the RcMap entry's scope,
+ * so closing that scope (idle passivation or shutdown) stops the fiber after the batch in hand and serves what is
+ * queued.
  */
 const makeSlot = (
   documentId: DocumentId,
@@ -203,10 +205,16 @@ const makeSlot = (
   idleWatch: IdleWatch.IdleWatch
 ): Effect.Effect<Slot, never, Scope.Scope | DocumentStorage> =>
   Effect.gen(function* () {
-    const mailbox = Mailbox.make<DocumentActor.Command>(capacity, settings.maxBatchSize)
+    // The document's fiber runs only while it has work (see `drain` below): started by the mailbox's first command
+    // after it parked, on this runtime (annotated with the document, so that a start costs no annotation).
+    const runtime = yield* Effect.annotateLogs(Effect.runtime<DocumentStorage>(), "documentId", documentId)
+    let running: Fiber.RuntimeFiber<void> | undefined
+    const start = () => {
+      running = Runtime.runFork(runtime)(drain, { immediate: false })
+    }
+    const mailbox = Mailbox.make<DocumentActor.Command>(capacity, settings.maxBatchSize, start)
     const members: DocumentActor.Members = new Map()
     let actor: Option.Option<DocumentActor.DocumentActor> = Option.none()
-    const runtime = yield* Effect.runtime<never>()
 
     // Supervision: answer what was in flight, drop the actor's state and rebuild it from storage next time. (Batches
     // still being stored come back as `Appended` and are answered from their outcome: see DocumentActor.Appended.)
@@ -235,8 +243,9 @@ const makeSlot = (
     const crashed = (cause: Cause.Cause<never>, commands: ReadonlyArray<DocumentActor.Command>) =>
       Effect.suspend(() => drop(cause, commands))
 
-    // Commands handled at once, outside the fiber (see DocumentActor.now): only while the fiber waits for work
-    // with nothing in the mailbox, so they are in order with everything it handles. A defect there is a crash.
+    // Commands handled at once, outside the fiber (see DocumentActor.now): only while no fiber has work (none runs,
+    // or it waits in `take`) and nothing is in the mailbox, so they are in order with everything it handles. A
+    // defect there is a crash.
     const guarded = (body: () => boolean, commands: ReadonlyArray<DocumentActor.Command>): boolean => {
       try {
         return body()
@@ -313,17 +322,30 @@ const makeSlot = (
         yield* Effect.logDebug("document unloaded").pipe(Effect.annotateLogs("documentId", documentId))
       })
     )
-    // A batch is everything waiting when the fiber takes: while it stores one batch, the next one grows. Only the
-    // wait is interruptible: closing the slot's scope stops the fiber after the batch in hand. (Not
-    // `Effect.forever`, which yields to the scheduler after every batch.)
-    // While the actor holds commands for its batches in flight, only their outcomes are taken: the mailbox fills
-    // and its senders wait, as they would for a slow commit.
-    const next = Effect.suspend(() => (Option.isSome(actor) && actor.value.holding() ? mailbox.takeOwn : mailbox.take))
-    const drain: Effect.Effect<never, never, DocumentStorage> = Effect.uninterruptibleMask((restore) => {
-      const loop: Effect.Effect<never, never, DocumentStorage> = Effect.flatMap(Effect.flatMap(restore(next), run), () => loop)
+    // The document's fiber: it runs batches while there are commands, then ends, and the mailbox's next command
+    // starts another (a parked fiber per loaded document held ~3 KB of heap). A batch is everything waiting when
+    // the fiber takes: while it stores one batch, the next one grows. Only the take is interruptible: closing the
+    // slot's scope stops the fiber after the batch in hand. (Not `Effect.forever`, which yields to the scheduler
+    // after every batch.) While the actor holds commands for its batches in flight, the fiber waits for their
+    // outcomes, and only those are taken: the mailbox fills and its senders wait, as they would for a slow commit.
+    const next = Effect.suspend(() => (Option.isSome(actor) && actor.value.holding() ? mailbox.takeOwn : mailbox.takeOrPark))
+    const drain: Effect.Effect<void, never, DocumentStorage> = Effect.uninterruptibleMask((restore) => {
+      const loop: Effect.Effect<void, never, DocumentStorage> = Effect.flatMap(
+        restore(next),
+        (batch) => (batch.length === 0 ? Effect.void : Effect.flatMap(run(batch), () => loop))
+      )
       return loop
     })
-    yield* forkScopedRoot(drain.pipe(Effect.annotateLogs("documentId", documentId)))
+    // Released before the finalizer above: the fiber running stops after its batch, and none starts from now on
+    // (only a fiber parks the mailbox, in `takeOrPark`, which an interrupted one does not reach). Unparked, the
+    // mailbox is not idle either: commands, and the outcomes the finalizer waits for, go through it.
+    yield* Scope.addFinalizer(
+      yield* Effect.scope,
+      Effect.suspend(() => {
+        mailbox.unpark()
+        return running === undefined ? Effect.void : Fiber.interrupt(running)
+      })
+    )
     const idle = yield* watchIdle(idleWatch, documentId, members, mailbox, idleMillis)
     return {
       mailbox,
@@ -374,15 +396,3 @@ const watchIdle = (
       joined: (activeSince) => watch.watch(watched, activeSince + idleMillis)
     }))
 }
-
-/**
- * `Effect.forkScoped`, as a root fiber: a forked fiber keeps its parent fiber (with all that parent holds) for its
- * whole life, through the observer Effect adds to it; a document's fibers were forked by the fiber that loaded it,
- * finished long before, and kept it (~2 KB of heap per document).
- */
-const forkScopedRoot = <R>(effect: Effect.Effect<unknown, never, R>): Effect.Effect<void, never, R | Scope.Scope> =>
-  // The runtime (and with it the fiber's runtime flags) taken outside the uninterruptible region, which makes the
-  // fork and its finalizer one step, as in `forkScoped`.
-  Effect.flatMap(Effect.runtime<R>(), (runtime) =>
-    Effect.uninterruptible(Effect.flatMap(Effect.scope, (scope) =>
-      Effect.suspend(() => Scope.addFinalizer(scope, Fiber.interrupt(Runtime.runFork(runtime)(effect)))))))

@@ -31,17 +31,26 @@ export interface Mailbox<A> {
    * taker gets is what has arrived by the time its fiber runs again, not only the item that woke it.
    */
   readonly take: Effect.Effect<ReadonlyArray<A>>
+  /**
+   * `take` without waiting, for a taker that runs only while there is work (see `make`'s `onWork`): with nothing
+   * waiting it returns no items and parks the mailbox, and the next item calls `onWork` (which starts a taker).
+   */
+  readonly takeOrPark: Effect.Effect<ReadonlyArray<A>>
+  /** Stops parking: an item that comes from now on waits for a taker, and `onWork` is not called again. */
+  readonly unpark: () => void
   /** Takes everything waiting now (also from waiting senders), without waiting. */
   readonly takeAll: () => ReadonlyArray<A>
   /** Refuses everything from now on: waiting senders and a waiting taker are interrupted. */
   readonly shutdown: () => void
   readonly isShutdown: () => boolean
   /**
-   * Whether a taker waits (in `take`, not `takeOwn`) with nothing in the mailbox: the fiber that drains it is
-   * parked with no work due, so a command handled at once, without passing through the mailbox, is in order.
+   * Whether a taker waits (in `take`, not `takeOwn`), or the mailbox is parked, with nothing in it: no taker has
+   * work due, so a command handled at once, without passing through the mailbox, is in order.
    */
   readonly idle: () => boolean
 }
+
+const NOTHING: ReadonlyArray<never> = []
 
 /** A sender waiting for room: its items from `next` on are still to go in. */
 interface Sender<A> {
@@ -50,8 +59,14 @@ interface Sender<A> {
   readonly resume: (effect: Effect.Effect<void>) => void
 }
 
-export const make = <A>(capacity: number, maxBatch: number): Mailbox<A> => {
+/**
+ * A mailbox of `capacity` items, taken at most `maxBatch` at a time. With `onWork` it starts parked (see
+ * `takeOrPark`): its first item calls `onWork`, so that its taker need not exist while there is nothing to take.
+ */
+export const make = <A>(capacity: number, maxBatch: number, onWork?: () => void): Mailbox<A> => {
   let items: Array<A> = []
+  /** No taker exists, and the next item calls `onWork`. */
+  let parked = onWork !== undefined
   /** The lane of `unsafeOfferAlways`. */
   let own: Array<A> = []
   /** Whether the waiting taker takes from the own lane only. */
@@ -99,6 +114,10 @@ export const make = <A>(capacity: number, maxBatch: number): Mailbox<A> => {
   const drainedOwn: Effect.Effect<ReadonlyArray<A>> = Effect.suspend(() => takeOwn)
 
   const wake = (fromOwnLane: boolean): void => {
+    if (parked) {
+      parked = false
+      return (onWork as () => void)()
+    }
     if (taker === undefined || (takerOwnOnly && !fromOwnLane)) return
     const resume = taker
     taker = undefined
@@ -121,6 +140,13 @@ export const make = <A>(capacity: number, maxBatch: number): Mailbox<A> => {
   const take: Effect.Effect<ReadonlyArray<A>> = Effect.suspend(() =>
     closed ? Effect.interrupt : items.length > 0 || own.length > 0 ? Effect.succeed(drain()) : waitAny
   )
+
+  const takeOrPark: Effect.Effect<ReadonlyArray<A>> = Effect.suspend(() => {
+    if (closed) return Effect.interrupt
+    if (items.length > 0 || own.length > 0) return Effect.succeed(drain())
+    parked = onWork !== undefined
+    return Effect.succeed(NOTHING as ReadonlyArray<A>)
+  })
 
   const takeOwn: Effect.Effect<ReadonlyArray<A>> = Effect.suspend(() =>
     closed ? Effect.interrupt : own.length > 0 ? Effect.succeed(drainOwn()) : waitOwn
@@ -167,6 +193,10 @@ export const make = <A>(capacity: number, maxBatch: number): Mailbox<A> => {
     offer: (item) => Effect.suspend(() => (closed ? Effect.interrupt : unsafeOffer(item) ? Effect.void : waitForRoom([item]))),
     offerAll,
     take,
+    takeOrPark,
+    unpark: () => {
+      parked = false
+    },
     takeAll: () => {
       const all = own
       own = []
@@ -181,12 +211,14 @@ export const make = <A>(capacity: number, maxBatch: number): Mailbox<A> => {
     shutdown: () => {
       if (closed) return
       closed = true
+      parked = false
       for (const sender of senders.splice(0, senders.length)) sender.resume(Effect.interrupt)
       const waiting = taker
       taker = undefined
       waiting?.(Effect.interrupt)
     },
     isShutdown: () => closed,
-    idle: () => taker !== undefined && !takerOwnOnly && items.length === 0 && own.length === 0 && senders.length === 0
+    idle: () =>
+      (parked || (taker !== undefined && !takerOwnOnly)) && items.length === 0 && own.length === 0 && senders.length === 0
   }
 }

@@ -154,4 +154,45 @@ describe("Mailbox", () => {
       assert.isFalse(mailbox.unsafeOfferAlways("late"))
       assert.isTrue(Exit.isInterrupted(yield* Effect.exit(mailbox.takeOwn)))
     }))
+
+  it.effect("parked (no taker): the first item after a park calls onWork once; takeOrPark takes or parks again", () =>
+    Effect.gen(function* () {
+      let started = 0
+      const mailbox = Mailbox.make<string>(2, 10, () => started++)
+      assert.isTrue(mailbox.idle(), "made parked: nothing to take and no taker, so a command may be handled at once")
+      assert.isTrue(mailbox.unsafeOffer("a"))
+      assert.strictEqual(started, 1)
+      assert.isFalse(mailbox.idle(), "a taker is starting")
+      assert.isTrue(mailbox.unsafeOffer("b"))
+      assert.isTrue(mailbox.unsafeOfferAlways("result"))
+      assert.strictEqual(started, 1, "started once, until it parks again")
+      assert.deepStrictEqual(yield* mailbox.takeOrPark, ["result", "a", "b"])
+      assert.isFalse(mailbox.idle(), "the taker runs until it finds nothing")
+      assert.deepStrictEqual(yield* mailbox.takeOrPark, [])
+      assert.isTrue(mailbox.idle())
+      assert.isTrue(mailbox.unsafeOfferAlways("result-2"), "the own lane wakes it too")
+      assert.strictEqual(started, 2)
+      assert.deepStrictEqual(yield* mailbox.takeOrPark, ["result-2"])
+      assert.deepStrictEqual(yield* mailbox.takeOrPark, [])
+      // Unparked (the document is unloading): items wait for whoever takes them, and nothing is started.
+      mailbox.unpark()
+      assert.isFalse(mailbox.idle())
+      assert.isTrue(mailbox.unsafeOffer("c"))
+      assert.strictEqual(started, 2)
+      assert.deepStrictEqual(mailbox.takeAll(), ["c"])
+      mailbox.shutdown()
+      assert.isTrue(Exit.isInterrupted(yield* Effect.exit(mailbox.takeOrPark)))
+    }))
+
+  it.effect("a taker waiting in takeOwn is resumed by its lane even after a park (the unload's last wait)", () =>
+    Effect.gen(function* () {
+      let started = 0
+      const mailbox = Mailbox.make<string>(2, 10, () => started++)
+      mailbox.unpark()
+      const own = yield* Effect.fork(mailbox.takeOwn)
+      yield* settle
+      assert.isTrue(mailbox.unsafeOfferAlways("outcome"))
+      assert.deepStrictEqual(yield* Fiber.join(own), ["outcome"])
+      assert.strictEqual(started, 0)
+    }))
 })
