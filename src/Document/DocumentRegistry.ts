@@ -7,7 +7,7 @@
  * the actor's state (an update to send, a batch's outcome: see `DocumentActor.now`) is handled at once, in the
  * socket's or the storage's callback, under the same supervision: that is the hot path, with no fiber and no Effect.
  */
-import { Cause, type Clock, Context, Duration, Effect, Exit, Fiber, Layer, Option, RcMap, Runtime, Scope } from "effect"
+import { Cause, type Clock, Context, Duration, Effect, Equal, Exit, Fiber, Layer, Option, RcMap, Runtime, Scope } from "effect"
 import { ServerConfig } from "../Config.js"
 import type { DocumentId } from "../Domain/Document.js"
 import { DocumentStorage, withTimeout } from "../Storage/DocumentStorage.js"
@@ -329,10 +329,16 @@ const makeSlot = (
     // after every batch.) While the actor holds commands for its batches in flight, the fiber waits for their
     // outcomes, and only those are taken: the mailbox fills and its senders wait, as they would for a slow commit.
     const next = Effect.suspend(() => (Option.isSome(actor) && actor.value.holding() ? mailbox.takeOwn : mailbox.takeOrPark))
+    /** A fiber that parked lets go of itself (an ended fiber keeps its FiberRefs), unless another started since. */
+    const ended = Effect.fiberIdWith((id) =>
+      Effect.sync(() => {
+        if (running !== undefined && Equal.equals(running.id(), id)) running = undefined
+      })
+    )
     const drain: Effect.Effect<void, never, DocumentStorage> = Effect.uninterruptibleMask((restore) => {
       const loop: Effect.Effect<void, never, DocumentStorage> = Effect.flatMap(
         restore(next),
-        (batch) => (batch.length === 0 ? Effect.void : Effect.flatMap(run(batch), () => loop))
+        (batch) => (batch.length === 0 ? ended : Effect.flatMap(run(batch), () => loop))
       )
       return loop
     })

@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Deferred, Duration, Effect, Exit, Fiber, FiberId, Layer, Option, Scope, TestClock } from "effect"
+import { Deferred, Duration, Effect, Exit, Fiber, FiberId, Layer, Option, Scope, Supervisor, TestClock } from "effect"
 import type { DocumentId } from "../../src/Domain/Document.js"
 import * as DocumentActor from "../../src/Document/DocumentActor.js"
 import { askSlot, DocumentRegistry, type Slot } from "../../src/Document/DocumentRegistry.js"
@@ -191,6 +191,22 @@ describe("DocumentRegistry", () => {
       ])
       assert.strictEqual(a.of("remote_update").length, 0)
       assert.deepStrictEqual(a.of("state")[0]?.version, 0)
+    }).pipe(Effect.scoped, Effect.provide(registryLayer())))
+
+  it.effect("a loaded document with nothing to do has no fiber; its next command starts one", () =>
+    Effect.gen(function* () {
+      const id = yield* createDocument
+      // Fibers forked under the join (the document's load, and its fibers, on the runtime it captured) report here.
+      const tracker = yield* Supervisor.track
+      const a = recordingConnection()
+      yield* join(id, a).pipe(Effect.supervised(tracker))
+      yield* settle
+      assert.deepStrictEqual(yield* tracker.value, [], "every fiber of the document has ended")
+      assert.deepStrictEqual(yield* Effect.flatMap(DocumentRegistry, (registry) => registry.loaded), [id])
+      assert.deepStrictEqual(yield* update(id, "op-1"), { _tag: "Stored", seq: 1 })
+      assert.deepStrictEqual(a.of("remote_update").map((frame) => frame.opId), ["op-1"])
+      yield* settle
+      assert.deepStrictEqual(yield* tracker.value, [])
     }).pipe(Effect.scoped, Effect.provide(registryLayer())))
 
   it.effect("answers a repeated opId with the original seq and stores nothing", () =>

@@ -184,10 +184,11 @@ describe("Mailbox", () => {
       assert.isTrue(Exit.isInterrupted(yield* Effect.exit(mailbox.takeOrPark)))
     }))
 
-  it.effect("a taker waiting in takeOwn is resumed by its lane even after a park (the unload's last wait)", () =>
+  it.effect("unparked after a park, a taker waiting in takeOwn is resumed by its lane (the unload's last wait)", () =>
     Effect.gen(function* () {
       let started = 0
       const mailbox = Mailbox.make<string>(2, 10, () => started++)
+      assert.deepStrictEqual(yield* mailbox.takeOrPark, [], "parked")
       mailbox.unpark()
       const own = yield* Effect.fork(mailbox.takeOwn)
       yield* settle
