@@ -243,9 +243,8 @@ const makeSlot = (
     const crashed = (cause: Cause.Cause<never>, commands: ReadonlyArray<DocumentActor.Command>) =>
       Effect.suspend(() => drop(cause, commands))
 
-    // Commands handled at once, outside the fiber (see DocumentActor.now): only while no fiber has work (none runs,
-    // or it waits in `take`) and nothing is in the mailbox, so they are in order with everything it handles. A
-    // defect there is a crash.
+    // Commands handled at once, outside the fiber (see DocumentActor.now): only while the mailbox is parked (no fiber
+    // runs) and empty, so they are in order with everything a fiber handles. A defect there is a crash.
     const guarded = (body: () => boolean, commands: ReadonlyArray<DocumentActor.Command>): boolean => {
       try {
         return body()
