@@ -294,12 +294,13 @@ const makeSlot = (
     /** Where the outcome of a batch the actor did not wait for goes (false once the mailbox is shut down). */
     const deliver = (appended: DocumentActor.Appended): boolean => now(appended) || mailbox.unsafeOfferAlways(appended)
 
-    /** Runs one batch on the actor (loading it first if needed). Plain code around the actor's Effect: it runs for every batch. */
+    /**
+     * Runs one batch on the actor (loading it first if needed), under supervision: a defect while loading (a reply
+     * that throws) is a crash too, else the fiber would die with the mailbox neither parked nor taken from.
+     */
     const run = (commands: ReadonlyArray<DocumentActor.Command>): Effect.Effect<void, never, DocumentStorage> =>
-      Option.isNone(actor)
-        ? load(commands)
-        : Effect.flatMap(Effect.exit(actor.value.handle(commands)), (handled) =>
-          Exit.isFailure(handled) ? crashed(handled.cause, commands) : Effect.void)
+      Effect.flatMap(Effect.exit(Option.isNone(actor) ? load(commands) : actor.value.handle(commands)), (handled) =>
+        Exit.isFailure(handled) ? crashed(handled.cause, commands) : Effect.void)
 
     Metrics.add(Metrics.documentsLoaded, 1)
     yield* Effect.addFinalizer(() =>

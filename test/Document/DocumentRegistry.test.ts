@@ -209,6 +209,22 @@ describe("DocumentRegistry", () => {
       assert.deepStrictEqual(yield* tracker.value, [])
     }).pipe(Effect.scoped, Effect.provide(registryLayer())))
 
+  it.effect("a reply that throws while a document is loaded does not leave the document unserved", () =>
+    Effect.gen(function* () {
+      const registry = yield* DocumentRegistry
+      const missing = "missing-document" as DocumentId
+      const a = recordingConnection()
+      const [outcome, session] = yield* join(missing, a)
+      assert.deepStrictEqual(outcome, { _tag: "NotFound" })
+      // Answered not_found while the document is looked up, outside the actor: the reply throws.
+      const { command } = updateCommand(a, "op-1")
+      yield* session.submit({ ...command, reply: () => { throw new Error("a reply that throws") } })
+      yield* settle
+      const read = yield* Effect.fork(registry.read(missing, 0, 10))
+      yield* settle
+      assert.deepStrictEqual(read.unsafePoll(), Exit.succeed({ _tag: "NotFound" }), "the next command is served")
+    }).pipe(Effect.scoped, Effect.provide(registryLayer())))
+
   it.effect("answers a repeated opId with the original seq and stores nothing", () =>
     Effect.gen(function* () {
       const id = yield* createDocument
