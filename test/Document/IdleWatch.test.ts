@@ -4,6 +4,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Duration, Effect, TestClock } from "effect"
 import * as IdleWatch from "../../src/Document/IdleWatch.js"
+import { collectGarbage } from "./support.js"
 
 /** Lets the watch's fiber run until it waits again. */
 const settle = Effect.repeatN(Effect.yieldNow(), 20)
@@ -28,13 +29,6 @@ const advanceTo = (at: number) =>
     yield* TestClock.adjust(Duration.millis(at - now))
     yield* settle
   })
-
-/** A full garbage collection: V8's `gc`, exposed by vitest.config.ts (--expose-gc). */
-const collectGarbage = (): void => {
-  const gc = (globalThis as { gc?: () => void }).gc
-  if (gc === undefined) throw new Error("run with --expose-gc (vitest.config.ts passes it)")
-  gc()
-}
 
 describe("IdleWatch", () => {
   it.scoped("checks each watched at its own time, and again when its check asks", () =>

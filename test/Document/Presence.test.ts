@@ -6,7 +6,7 @@ import { Duration, Effect, Exit, Fiber, Scope, TestClock } from "effect"
 import type { DocumentId } from "../../src/Domain/Document.js"
 import { DocumentRegistry } from "../../src/Document/DocumentRegistry.js"
 import { DocumentStorage } from "../../src/Storage/DocumentStorage.js"
-import { recordingConnection, registryLayer, wrapStorage } from "./support.js"
+import { collectGarbage, recordingConnection, registryLayer, wrapStorage } from "./support.js"
 
 const IDLE = Duration.millis(30_000)
 
@@ -17,13 +17,6 @@ const setup = Effect.gen(function* () {
     Effect.map(registry.join(id, connection, undefined), ([, session]) => ({ connection, session }))
   return { id, join }
 })
-
-/** A full garbage collection: V8's `gc`, exposed by vitest.config.ts (--expose-gc). */
-const collectGarbage = (): void => {
-  const gc = (globalThis as { gc?: () => void }).gc
-  if (gc === undefined) throw new Error("run with --expose-gc (vitest.config.ts passes it)")
-  gc()
-}
 
 /** Lets the mailboxes serve what was submitted (and the idle timers' checks), without moving the clock. */
 const settle = Effect.repeatN(

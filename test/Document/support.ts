@@ -57,3 +57,10 @@ export const delta = (text: string) => {
   const bytes = new TextEncoder().encode(text)
   return { delta: bytes, deltaB64: Buffer.from(bytes).toString("base64") }
 }
+
+/** A full garbage collection: V8's `gc`, exposed by vitest.config.ts (--expose-gc). */
+export const collectGarbage = (): void => {
+  const gc = (globalThis as { gc?: () => void }).gc
+  if (gc === undefined) throw new Error("run with --expose-gc (vitest.config.ts passes it)")
+  gc()
+}
