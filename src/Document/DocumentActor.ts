@@ -212,7 +212,8 @@ export interface DocumentActor {
    * - on storage that commits a document's appends in order, an update that can be sent as it is (it joins the
    *   batch that `flush` sends), and the success of the oldest batch in flight when storage holds nothing this
    *   actor has not relayed;
-   * - on any storage, a presence message when nothing is in flight.
+   * - on any storage, when nothing is in flight: a presence message, a leave, and a join whose state is in memory
+   *   (the log tail covers it; a join that reads older updates from storage goes through `handle`).
    */
   readonly now: (command: Command) => boolean
   /** Sends the batch of updates `now` took (`handle` sends it before anything else, too). */
@@ -292,14 +293,35 @@ export const load = (
     })
     yield* sendMissed
 
+    /** Where a join's state starts: after `base` (a snapshot's version, or what the client has), `reset` if ahead. */
+    const joinFrom = (since: number | undefined) => {
+      const reset = since !== undefined && since > version
+      const resumeFrom = since === undefined || reset ? 0 : since
+      const fromSnapshot = Option.filter(snapshot, (s) => s.version > resumeFrom && s.version <= version)
+      const base = Option.match(fromSnapshot, { onNone: () => resumeFrom, onSome: (s) => s.version })
+      return { reset, fromSnapshot, base }
+    }
+
+    /**
+     * A join served from memory, at once (`now`): false when its state needs updates older than the tail, which
+     * `join` reads from storage.
+     */
+    const joinNow = (command: Join): boolean => {
+      if (deleted) {
+        command.reply({ _tag: "Deleted" })
+        return true
+      }
+      const from = joinFrom(command.since)
+      if (from.base < tail.start) return false
+      joined(command, from, [tail.after(from.base)])
+      return true
+    }
+
     const join = (command: Join) =>
       Effect.gen(function* () {
         if (deleted) return command.reply({ _tag: "Deleted" })
-        const since = command.since
-        const reset = since !== undefined && since > version
-        const resumeFrom = since === undefined || reset ? 0 : since
-        const fromSnapshot = Option.filter(snapshot, (s) => s.version > resumeFrom && s.version <= version)
-        const base = Option.match(fromSnapshot, { onNone: () => resumeFrom, onSome: (s) => s.version })
+        const from = joinFrom(command.since)
+        const base = from.base
         // Taken before `prepend` below (these views stay valid: the tail never writes over its bytes).
         let updates: ReadonlyArray<ReadonlyArray<Uint8Array>> = [tail.after(Math.max(base, tail.start))]
         if (base < tail.start) {
@@ -312,39 +334,39 @@ export const load = (
           updates = [[Buffer.from(encoded.join(","))], ...updates]
           tail.prepend(base, encoded)
         }
-        const presence: Array<PresenceEntry> = []
-        for (const member of members.values()) {
-          if (member.idle) continue
-          presence.push({ clientId: member.connection.clientId, actorId: member.connection.actorId, state: member.presence })
-        }
-        const state: Omit<StateMessage, "updates"> = {
-          type: "state",
-          documentId,
-          clientId: command.connection.clientId,
-          version,
-          snapshot: Option.match(fromSnapshot, {
-            onNone: () => null,
-            onSome: (s) => ({ version: s.version, snapshotB64: Base64.encode(s.data) })
-          }),
-          presence,
-          ...(reset ? { reset: true as const } : {})
-        }
-        command.connection.send(stateFrame(state, updates))
-        const joined = JSON.stringify({
-          type: "presence_join",
-          clientId: command.connection.clientId,
-          actorId: command.connection.actorId
-        })
-        broadcast(joined)
-        members.set(command.connection, {
-          connection: command.connection,
-          activity: command.activity,
-          lastSeq: version,
-          presence: null,
-          idle: false
-        })
-        command.reply({ _tag: "Joined", version })
+        joined(command, from, updates)
       })
+
+    /** Sends the joining connection its state, announces it to the other members, and makes it a member. */
+    const joined = (command: Join, from: ReturnType<typeof joinFrom>, updates: ReadonlyArray<ReadonlyArray<Uint8Array>>) => {
+      const presence: Array<PresenceEntry> = []
+      for (const member of members.values()) {
+        if (member.idle) continue
+        presence.push({ clientId: member.connection.clientId, actorId: member.connection.actorId, state: member.presence })
+      }
+      const state: Omit<StateMessage, "updates"> = {
+        type: "state",
+        documentId,
+        clientId: command.connection.clientId,
+        version,
+        snapshot: Option.match(from.fromSnapshot, {
+          onNone: () => null,
+          onSome: (s) => ({ version: s.version, snapshotB64: Base64.encode(s.data) })
+        }),
+        presence,
+        ...(from.reset ? { reset: true as const } : {})
+      }
+      command.connection.send(stateFrame(state, updates))
+      broadcast(JSON.stringify({ type: "presence_join", clientId: command.connection.clientId, actorId: command.connection.actorId }))
+      members.set(command.connection, {
+        connection: command.connection,
+        activity: command.activity,
+        lastSeq: version,
+        presence: null,
+        idle: false
+      })
+      command.reply({ _tag: "Joined", version })
+    }
 
     const leave = (command: Leave) => {
       const member = members.get(command.connection)
@@ -697,6 +719,12 @@ export const load = (
         case "Presence":
           if (open.length > 0 || inFlight.length > 0) return false
           presence(command)
+          return true
+        case "Join":
+          return open.length === 0 && inFlight.length === 0 && joinNow(command)
+        case "Leave":
+          if (open.length > 0 || inFlight.length > 0) return false
+          leave(command)
           return true
         default:
           return false

@@ -153,9 +153,9 @@ class MemberSession implements Session, DocumentActor.Activity {
 }
 
 /**
- * Puts the command `make` builds into the mailbox (waiting while it is full) and waits for the actor's reply. The
- * reply resumes the wait itself: a Deferred and its wait cost a few KB more per command (a join and a leave per
- * connection). @internal Exported for tests.
+ * Submits the command `make` builds (`Slot.submit`: at once when the actor can take it, else into the mailbox,
+ * waiting while it is full) and waits for the actor's reply. The reply resumes the wait itself: a Deferred and its
+ * wait cost a few KB more per command (a join and a leave per connection). @internal Exported for tests.
  */
 export const askSlot = <A>(slot: Slot, make: (reply: (outcome: A) => boolean) => DocumentActor.Command): Effect.Effect<A> =>
   Effect.suspend(() => {
@@ -166,7 +166,7 @@ export const askSlot = <A>(slot: Slot, make: (reply: (outcome: A) => boolean) =>
       else resume(Effect.succeed(outcome))
     })
     return Effect.zipRight(
-      slot.mailbox.offer(make(reply)),
+      slot.submit(make(reply)),
       Effect.async<A>((waiting) => {
         if (Option.isSome(answered)) return waiting(Effect.succeed(answered.value))
         resume = waiting

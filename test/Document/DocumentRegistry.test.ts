@@ -130,6 +130,15 @@ const inOrderStorage = () => {
 /** Lets every fiber that can run run (no timers involved). */
 const settle = Effect.repeatN(Effect.yieldNow(), 50)
 
+/** Counts the fibers started under it (`Effect.supervised`). */
+class FiberStarts extends Supervisor.AbstractSupervisor<number> {
+  started = 0
+  readonly value = Effect.sync(() => this.started)
+  override onStart(): void {
+    this.started++
+  }
+}
+
 describe("DocumentRegistry", () => {
   it.effect("an update the actor took at once is sent to storage before the next batch it handles is served", () => {
     const storage = inOrderStorage()
@@ -207,6 +216,35 @@ describe("DocumentRegistry", () => {
       assert.deepStrictEqual(a.of("remote_update").map((frame) => frame.opId), ["op-1"])
       yield* settle
       assert.deepStrictEqual(yield* tracker.value, [])
+    }).pipe(Effect.scoped, Effect.provide(registryLayer())))
+
+  it.effect("a join and a leave on a loaded document with nothing to do are served at once, without a fiber", () =>
+    Effect.gen(function* () {
+      const id = yield* createDocument
+      const starts = new FiberStarts()
+      const a = recordingConnection()
+      // The load, and the fibers the document starts later (on the runtime it captured), report to `starts`.
+      yield* join(id, a).pipe(Effect.supervised(starts))
+      yield* settle
+      const afterLoad = starts.started
+      assert.isAbove(afterLoad, 0)
+      const b = recordingConnection()
+      const membership = yield* Scope.make()
+      const [outcome] = yield* join(id, b).pipe(Scope.extend(membership))
+      assert.deepStrictEqual(outcome, { _tag: "Joined", version: 0 })
+      assert.strictEqual(b.of("state").length, 1)
+      assert.strictEqual(a.of("presence_join").length, 1)
+      yield* Scope.close(membership, Exit.void)
+      assert.strictEqual(a.of("presence_leave").length, 1)
+      yield* settle
+      assert.strictEqual(starts.started, afterLoad, "no fiber started for the join or the leave")
+      // A command that needs the fiber still starts one.
+      assert.deepStrictEqual(yield* Effect.flatMap(DocumentRegistry, (registry) => registry.read(id, 0, 10)), {
+        _tag: "Read",
+        version: 0,
+        updates: []
+      })
+      assert.isAbove(starts.started, afterLoad)
     }).pipe(Effect.scoped, Effect.provide(registryLayer())))
 
   it.effect("a reply that throws while a document is loaded does not leave the document unserved", () =>
@@ -392,14 +430,12 @@ describe("DocumentRegistry", () => {
       const pending = () => later
       const slotAnswering = (when: "at once" | "later") =>
         ({
-          mailbox: {
-            offer: (command: DocumentActor.Command) =>
-              Effect.sync(() => {
-                const reply = () => (command as DocumentActor.Join).reply({ _tag: "Joined", version: 7 })
-                if (when === "at once") reply()
-                else later = reply
-              })
-          }
+          submit: (command: DocumentActor.Command) =>
+            Effect.sync(() => {
+              const reply = () => (command as DocumentActor.Join).reply({ _tag: "Joined", version: 7 })
+              if (when === "at once") reply()
+              else later = reply
+            })
         }) as unknown as Slot
       const ask = (slot: Slot) =>
         askSlot<DocumentActor.JoinOutcome>(slot, (reply) => ({
@@ -718,6 +754,28 @@ describe("DocumentRegistry", () => {
         assert.deepStrictEqual(yield* Deferred.await(first), { _tag: "Stored", seq: 1 })
         assert.deepStrictEqual((c.of("state")[0]?.updates as Array<{ seq: number }>).map((update) => update.seq), [1])
         assert.deepStrictEqual(c.of("remote_update"), [])
+      }).pipe(Effect.scoped, Effect.provide(registryLayer({}, layer)))
+    })
+
+    it.effect("a leave waits until the batches before it are applied: the others see the update, then the leave", () => {
+      const { appends, layer, sent } = inOrderStorage()
+      return Effect.gen(function* () {
+        const id = yield* createDocument
+        const a = recordingConnection()
+        const b = recordingConnection()
+        const membership = yield* Scope.make()
+        const [, session] = yield* join(id, a).pipe(Scope.extend(membership))
+        yield* join(id, b)
+        const first = yield* submit(session, a, "op-1")
+        yield* sent(1)
+        const leaving = yield* Effect.fork(Scope.close(membership, Exit.void))
+        yield* settle
+        assert.strictEqual(leaving.unsafePoll(), null, "the leave waits for op-1")
+        assert.deepStrictEqual(b.of("presence_leave"), [])
+        yield* appends[0]!.commit()
+        yield* Fiber.join(leaving)
+        assert.deepStrictEqual(yield* Deferred.await(first), { _tag: "Stored", seq: 1 })
+        assert.deepStrictEqual(b.frames.slice(-2).map((frame) => frame.type), ["remote_update", "presence_leave"])
       }).pipe(Effect.scoped, Effect.provide(registryLayer({}, layer)))
     })
 
