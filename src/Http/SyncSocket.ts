@@ -15,7 +15,7 @@
  */
 import { Headers, HttpLayerRouter, HttpRouter, HttpServerRequest, HttpServerResponse, Socket } from "@effect/platform"
 import { NodeHttpServerRequest } from "@effect/platform-node"
-import { Cause, Clock, Context, Deferred, Duration, Effect, Either, Exit, Fiber, FiberId, FiberRef, FiberSet, Layer, LogLevel, Option, Scope } from "effect"
+import { Cause, Clock, Context, DefaultServices, Deferred, Duration, Effect, Either, Exit, Fiber, FiberId, FiberRef, FiberSet, HashMap, Layer, LogLevel, Option, Scope } from "effect"
 import type { IncomingMessage } from "node:http"
 import type { Duplex } from "node:stream"
 import { type WebSocket, WebSocketServer } from "ws"
@@ -233,19 +233,33 @@ const directUpgrade = (services: Services, connections: Connections, wss: WebSoc
 }
 
 /**
- * A log line with annotations, built only when its level is logged: annotating scopes a FiberRef (with
- * `acquireUseRelease`), which allocates ~14 KB per line even when the minimum level filters the line out, and a
- * connection logs at each join and leave.
+ * A log line with annotations, handed to the fiber's loggers as `Effect.log` hands it, with the annotations added
+ * to the fiber's for this line only. (`Effect.annotateLogs` scopes a FiberRef with `acquireUseRelease`: ~14 KB
+ * allocated per line, even when the minimum level filters the line out, and a connection logs at each join and
+ * leave.)
  */
 const logAnnotated = (
   level: LogLevel.LogLevel,
   annotations: Record<string, unknown>,
   ...message: ReadonlyArray<unknown>
 ): Effect.Effect<void> =>
-  Effect.flatMap(FiberRef.get(FiberRef.currentMinimumLogLevel), (minimum) =>
-    LogLevel.greaterThan(minimum, level)
-      ? Effect.void
-      : Effect.logWithLevel(level, ...message).pipe(Effect.annotateLogs(annotations)))
+  Effect.withFiberRuntime<void>((fiber) => {
+    if (LogLevel.greaterThan(fiber.getFiberRef(FiberRef.currentMinimumLogLevel), level)) return Effect.void
+    let merged = fiber.getFiberRef(FiberRef.currentLogAnnotations)
+    for (const key of Object.keys(annotations)) merged = HashMap.set(merged, key, annotations[key])
+    const options = {
+      fiberId: fiber.id(),
+      logLevel: level,
+      message,
+      cause: Cause.empty,
+      context: fiber.getFiberRefs(),
+      spans: fiber.getFiberRef(FiberRef.currentLogSpan),
+      annotations: merged,
+      date: new Date(Context.get(fiber.getFiberRef(DefaultServices.currentServices), Clock.Clock).unsafeCurrentTimeMillis())
+    }
+    for (const logger of fiber.getFiberRef(FiberRef.currentLoggers)) logger.log(options)
+    return Effect.void
+  })
 
 /** Logs what ended a connection's fiber unexpectedly (a bug); interruption is how a fiber is stopped, not a bug. */
 const logDefect = (cause: Cause.Cause<unknown>, documentId: DocumentId): Effect.Effect<void> =>
