@@ -3,7 +3,7 @@
  * second with a burst, RATE_LIMIT_PER_SECOND / RATE_LIMIT_BURST) and the connection caps
  * (MAX_CONNECTIONS_PER_DOCUMENT / MAX_CONNECTIONS). The REST body limit is in `Middleware.ts`.
  */
-import { type Clock, Context, Effect, Layer, Option, Scope } from "effect"
+import { type Clock, Context, Effect, Layer } from "effect"
 import { ServerConfig } from "../Config.js"
 import type { DocumentId } from "../Domain/Document.js"
 
@@ -52,10 +52,13 @@ export type Refusal = "server" | "document"
 
 export interface ConnectionLimitsShape {
   /**
-   * Holds one connection slot of `documentId` (and of the server) until the current scope closes. Returns the cap
-   * that refuses it, if any; a refused connection holds nothing.
+   * Takes one connection slot of `documentId` (and of the server), held until `release`. Returns the cap that
+   * refuses it, if any; a refused connection holds nothing. Plain functions, not a scope's finalizer: each finalizer
+   * cost a connection ~270 bytes of heap for as long as it was open.
    */
-  readonly acquire: (documentId: DocumentId) => Effect.Effect<Option.Option<Refusal>, never, Scope.Scope>
+  readonly acquire: (documentId: DocumentId) => Refusal | undefined
+  /** Gives back a slot `acquire` took. */
+  readonly release: (documentId: DocumentId) => void
   /** Connections held now: in the server, and on one document. */
   readonly count: (documentId?: DocumentId) => Effect.Effect<number>
 }
@@ -70,26 +73,21 @@ export const makeConnectionLimits = (caps: {
 }): ConnectionLimitsShape => {
   let total = 0
   const perDocument = new Map<DocumentId, number>()
-  const release = (documentId: DocumentId) =>
-    Effect.sync(() => {
+  return {
+    acquire: (documentId) => {
+      if (total >= caps.maxConnections) return "server"
+      const onDocument = perDocument.get(documentId) ?? 0
+      if (onDocument >= caps.maxConnectionsPerDocument) return "document"
+      total++
+      perDocument.set(documentId, onDocument + 1)
+      return undefined
+    },
+    release: (documentId) => {
       total--
       const left = (perDocument.get(documentId) ?? 1) - 1
       if (left === 0) perDocument.delete(documentId)
       else perDocument.set(documentId, left)
-    })
-  return {
-    // Registered on the scope itself rather than with `acquireRelease`, which keeps a copy of the fiber's
-    // FiberRefs per call (about 1 KB per connection) to restore for a release that does not need them.
-    // Uninterruptible like an acquire: a count taken is always released.
-    acquire: (documentId) =>
-      Effect.uninterruptible(Effect.flatMap(Effect.scope, (scope) => {
-        if (total >= caps.maxConnections) return Effect.succeed(Option.some<Refusal>("server"))
-        const onDocument = perDocument.get(documentId) ?? 0
-        if (onDocument >= caps.maxConnectionsPerDocument) return Effect.succeed(Option.some<Refusal>("document"))
-        total++
-        perDocument.set(documentId, onDocument + 1)
-        return Effect.as(Scope.addFinalizer(scope, release(documentId)), Option.none())
-      })),
+    },
     count: (documentId) => Effect.sync(() => (documentId === undefined ? total : perDocument.get(documentId) ?? 0))
   }
 }

@@ -311,9 +311,13 @@ function onDirectClose(this: Attached, code: number): void {
  * @internal Exported for tests.
  */
 export class SocketLifecycle implements FrameLimit {
-  /** The connection's resources (its place in the document, the heartbeat watch, the connection count): released
-   * by `finish`, whichever way the connection ends. Made by `setup`. */
+  /** The connection's place in the document (and its expiry timer): released by `finish`, whichever way the
+   * connection ends. Made by `setup`. */
   private scope: Scope.CloseableScope | undefined = undefined
+  /** Whether the connection holds a slot of the connection caps, and the socket the heartbeat watches: released by
+   * `finish` too, after the scope (plain fields: a scope's finalizer each cost ~270 bytes per connection). */
+  private counted = false
+  private watched: WebSocket | undefined = undefined
   /** The fiber a full mailbox needs (see `submit`), while it runs. */
   private overflowFiber: Fiber.RuntimeFiber<void> | undefined = undefined
   private connection: WsConnection | undefined = undefined
@@ -386,10 +390,19 @@ export class SocketLifecycle implements FrameLimit {
       this.finished = true
       return (this.overflowFiber === undefined ? Effect.void : Fiber.await(this.overflowFiber)).pipe(
         Effect.zipRight(this.scope === undefined ? Effect.void : Scope.close(this.scope, Exit.void)),
+        Effect.ensuring(Effect.sync(() => this.release())),
         Effect.zipRight(Effect.sync(() => this.closeGoingAway())),
         Effect.ensuring(Deferred.done(done, Exit.void))
       )
     })
+  }
+
+  /** Stops the heartbeat's watch and gives back the connection's slot, once. */
+  private release(): void {
+    if (this.watched !== undefined) this.services.heartbeat.unwatch(this.watched)
+    this.watched = undefined
+    if (this.counted) this.services.limits.release(this.documentId)
+    this.counted = false
   }
 
   /** Closes with 1001 (a no-op on a closed socket); before admission made the connection, the socket itself. */
@@ -440,9 +453,10 @@ export class SocketLifecycle implements FrameLimit {
       // Shutdown began meanwhile: `finish` has run; do not load the document now.
       if (self.finished) return self.closeGoingAway()
       const { principal, writeDenied } = admission.right
-      const refusal = yield* limits.acquire(documentId)
-      if (Option.isSome(refusal)) {
-        const message = refusal.value === "server"
+      const refusal = limits.acquire(documentId)
+      if (refusal === undefined) self.counted = true
+      else {
+        const message = refusal === "server"
           ? `too many connections: the server holds MAX_CONNECTIONS (${config.maxConnections}); retry later`
           : `too many connections: the document holds MAX_CONNECTIONS_PER_DOCUMENT (${config.maxConnectionsPerDocument}); retry later`
         yield* logAnnotated(LogLevel.Warning, { documentId, closeCode: CloseCodes.TooManyConnections }, "client refused", message)
@@ -470,7 +484,8 @@ export class SocketLifecycle implements FrameLimit {
         version: outcome.version,
         since: self.query.since ?? null
       })
-      yield* heartbeat.watch(ws)
+      heartbeat.watch(ws)
+      self.watched = ws
       if (Option.isSome(principal.expiresAt)) {
         yield* closeAtExpiry(principal.expiresAt.value, open).pipe(Effect.forkIn(yield* Effect.scope))
       }

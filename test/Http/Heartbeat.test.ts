@@ -37,12 +37,15 @@ describe("Heartbeat", () => {
       const answering = new FakeSocket(true)
       const paused = new FakeSocket(false)
       paused.isPaused = true
-      for (const socket of [silent, answering, paused]) yield* heartbeat.watch(socket as unknown as WebSocket)
+      const gone = new FakeSocket(false)
+      for (const socket of [silent, answering, paused, gone]) heartbeat.watch(socket as unknown as WebSocket)
+      heartbeat.unwatch(gone as unknown as WebSocket)
 
       yield* TestClock.adjust(interval)
       assert.deepStrictEqual([silent.pings, answering.pings, paused.pings], [1, 1, 0])
       yield* TestClock.adjust(interval)
       assert.isTrue(silent.terminated, "no pong since the last ping")
+      assert.deepStrictEqual([gone.pings, gone.terminated], [0, false], "an unwatched socket is left alone")
       assert.isTrue(heartbeat.timedOut(silent as unknown as WebSocket), "the log line can say the server closed it")
       assert.isFalse(answering.terminated)
       assert.isFalse(heartbeat.timedOut(answering as unknown as WebSocket))

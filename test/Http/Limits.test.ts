@@ -4,7 +4,7 @@
  * limit (413). Also the configuration of each limit.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { ConfigProvider, Effect, Exit, Option, Schedule, Scope, TestClock } from "effect"
+import { ConfigProvider, Effect, Option, Schedule, TestClock } from "effect"
 import { defaults, formatConfigError, fromEnv } from "../../src/Config.js"
 import * as CloseCodes from "../../src/Domain/CloseCodes.js"
 import type { DocumentId } from "../../src/Domain/Document.js"
@@ -71,25 +71,24 @@ describe("connection counters", () => {
   const A = "a" as DocumentId
   const B = "b" as DocumentId
 
-  it.effect("hold a slot per scope; a refusal holds nothing; closing the scope gives the slot back", () =>
+  it.effect("hold a slot until released; a refusal holds nothing", () =>
     Effect.gen(function* () {
       const limits = makeConnectionLimits({ maxConnections: 3, maxConnectionsPerDocument: 2 })
-      const scopes = yield* Effect.all(Array.from({ length: 3 }, () => Scope.make()))
-      const [s1, s2, s3] = scopes as [Scope.CloseableScope, Scope.CloseableScope, Scope.CloseableScope]
-      assert.isTrue(Option.isNone(yield* Scope.extend(limits.acquire(A), s1)))
-      assert.isTrue(Option.isNone(yield* Scope.extend(limits.acquire(A), s2)))
-      assert.deepStrictEqual(yield* Effect.scoped(limits.acquire(A)), Option.some("document" as const))
+      assert.strictEqual(limits.acquire(A), undefined)
+      assert.strictEqual(limits.acquire(A), undefined)
+      assert.strictEqual(limits.acquire(A), "document")
       assert.strictEqual(yield* limits.count(A), 2)
-      assert.isTrue(Option.isNone(yield* Scope.extend(limits.acquire(B), s3)))
-      assert.deepStrictEqual(yield* Effect.scoped(limits.acquire(B)), Option.some("server" as const))
+      assert.strictEqual(limits.acquire(B), undefined)
+      assert.strictEqual(limits.acquire(B), "server")
       assert.strictEqual(yield* limits.count(), 3)
-      yield* Scope.close(s1, Exit.void)
+      limits.release(A)
       assert.strictEqual(yield* limits.count(A), 1)
       assert.strictEqual(yield* limits.count(), 2)
-      yield* Scope.close(s2, Exit.void)
-      yield* Scope.close(s3, Exit.void)
+      limits.release(A)
+      limits.release(B)
       assert.strictEqual(yield* limits.count(), 0)
       assert.strictEqual(yield* limits.count(A), 0)
+      assert.strictEqual(limits.acquire(A), undefined, "a released slot is taken again")
     }))
 })
 

@@ -595,6 +595,9 @@ describe("WebSocket sync", () => {
         readyState: 1,
         pause: () => {},
         resume: () => {},
+        bufferedAmount: 0,
+        extensions: "",
+        _socket: { cork: () => {}, uncork: () => {}, write: () => true },
         close: (code: number) => {
           closed.push(code)
           fake.readyState = 2
@@ -631,6 +634,23 @@ describe("WebSocket sync", () => {
       yield* connection.setup(ws)
       assert.deepStrictEqual(closed, [1001])
       assert.deepStrictEqual(yield* services.registry.loaded, [])
+      assert.strictEqual(yield* services.limits.count(), 0)
+    }))
+
+  it.scoped("a connection that ends gives back its slot of the caps and is no longer watched by the heartbeat", () =>
+    Effect.gen(function* () {
+      const { args, services, ws } = yield* detached(false)
+      const connection = new SocketLifecycle(...args, false)
+      connection.attach(ws)
+      yield* connection.setup(ws)
+      assert.deepStrictEqual(yield* services.registry.loaded, [args[2]], "joined")
+      assert.strictEqual(yield* services.limits.count(), 1)
+      assert.strictEqual(services.heartbeat.watching(), 1)
+      yield* connection.ended("normal")
+      assert.strictEqual(yield* services.limits.count(), 0)
+      assert.strictEqual(services.heartbeat.watching(), 0)
+      // Ended twice (the route's finalizer and the socket's close, at shutdown): released once.
+      yield* connection.finish()
       assert.strictEqual(yield* services.limits.count(), 0)
     }))
 
