@@ -50,7 +50,15 @@ export interface ServerConfigShape {
   /** HS256 secret for JWTs; unset means no authentication. */
   readonly authSecret: Option.Option<Redacted.Redacted<string>>
   readonly logLevel: LogLevel.LogLevel
+  /**
+   * How the standalone server writes its log (`main.ts`; an embedding host's own logger applies instead): `pretty`
+   * (multi-line, for a terminal), `logfmt` or `json` (one line per event), or `auto`: pretty on a terminal, logfmt
+   * otherwise.
+   */
+  readonly logFormat: LogFormat
 }
+
+export type LogFormat = "auto" | "pretty" | "logfmt" | "json"
 
 export class ServerConfig extends Context.Tag("docsync/ServerConfig")<ServerConfig, ServerConfigShape>() {}
 
@@ -77,7 +85,8 @@ export const defaults: ServerConfigShape = {
   maxConnectionsPerDocument: 1000,
   maxConnections: 10_000,
   authSecret: Option.none(),
-  logLevel: LogLevel.Info
+  logLevel: LogLevel.Info,
+  logFormat: "auto"
 }
 
 /** A config from a plain object: anything left out takes its default. Nothing is read from the environment. */
@@ -110,6 +119,11 @@ const logLevel = Config.literal("all", "trace", "debug", "info", "warning", "err
   Config.withDefault("info" as const),
   Config.map((level) => LogLevel.fromLiteral(level === "warning" ? "Warning" : capitalize(level))),
   Config.withDescription("Minimum log level: trace, debug, info, warning, error, fatal, none")
+)
+
+const logFormat = Config.literal("auto", "pretty", "logfmt", "json")("LOG_FORMAT").pipe(
+  Config.withDefault("auto" as const),
+  Config.withDescription("Log format: pretty, logfmt, json, or auto (pretty on a terminal, logfmt otherwise)")
 )
 
 /** Every variable, read from the environment (protocol section 3 plus docsync's own limits). */
@@ -175,7 +189,8 @@ export const fromEnv: Config.Config<ServerConfigShape> = Config.all({
       Config.withDescription("HS256 secret for JWTs (use 32 random characters or more); unset: no authentication")
     )
   ),
-  logLevel
+  logLevel,
+  logFormat
 })
 
 /** Fails with a `ConfigError` naming the variable when a value is invalid. */

@@ -23,6 +23,7 @@ describe("Config.fromEnv", () => {
       assert.strictEqual(config.maxPresenceBytes, 8192)
       assert.isTrue(Option.isNone(config.authSecret))
       assert.strictEqual(config.logLevel, LogLevel.Info)
+      assert.strictEqual(config.logFormat, "auto")
       for (const key of Object.keys(defaults) as Array<keyof typeof defaults>) {
         const expected = defaults[key]
         const actual = config[key]
@@ -55,7 +56,8 @@ describe("Config.fromEnv", () => {
         LOG_TAIL_BYTES: "1024",
         HEARTBEAT_MS: "250",
         AUTH_SECRET: "s3cret",
-        LOG_LEVEL: "warning"
+        LOG_LEVEL: "warning",
+        LOG_FORMAT: "json"
       })
       assert.strictEqual(config.port, 9001)
       assert.strictEqual(config.host, "0.0.0.0")
@@ -74,6 +76,7 @@ describe("Config.fromEnv", () => {
       assert.strictEqual(Duration.toMillis(config.heartbeatInterval), 250)
       assert.strictEqual(Option.map(config.authSecret, Redacted.value).pipe(Option.getOrNull), "s3cret")
       assert.strictEqual(config.logLevel, LogLevel.Warning)
+      assert.strictEqual(config.logFormat, "json")
       // The secret never shows when the config is printed.
       assert.notInclude(String(config.authSecret), "s3cret")
     }))
@@ -88,6 +91,9 @@ describe("Config.fromEnv", () => {
       for (const [name, level] of Object.entries(levels)) {
         assert.strictEqual((yield* read({ LOG_LEVEL: name })).logLevel, level, name)
       }
+      for (const format of ["auto", "pretty", "logfmt", "json"] as const) {
+        assert.strictEqual((yield* read({ LOG_FORMAT: format })).logFormat, format)
+      }
     }))
 
   it.effect("an invalid value fails with a one-line message naming the variable", () =>
@@ -99,6 +105,7 @@ describe("Config.fromEnv", () => {
         [{ DATABASE_URL: "mysql://x" }, "DATABASE_URL"],
         [{ HOST: " " }, "HOST"],
         [{ LOG_LEVEL: "loud" }, "LOG_LEVEL"],
+        [{ LOG_FORMAT: "xml" }, "LOG_FORMAT"],
         [{ MAX_MESSAGE_BYTES: "10" }, "MAX_MESSAGE_BYTES"],
         [{ PRESENCE_IDLE_MS: "soon" }, "PRESENCE_IDLE_MS"],
         [{ HEARTBEAT_MS: "5" }, "HEARTBEAT_MS"]

@@ -480,10 +480,11 @@ export class SocketLifecycle implements FrameLimit {
       // Shutdown began during the join: `finish` has run, and frames are no longer served.
       if (self.finished) return self.closeGoingAway()
       self.joined = true
-      yield* logAnnotated(LogLevel.Info, self.annotations, "client joined", {
-        version: outcome.version,
-        since: self.query.since ?? null
-      })
+      yield* logAnnotated(
+        LogLevel.Info,
+        { ...self.annotations, version: outcome.version, since: self.query.since ?? "none" },
+        "client joined"
+      )
       heartbeat.watch(ws)
       self.watched = ws
       if (Option.isSome(principal.expiresAt)) {

@@ -62,6 +62,21 @@ describe("main", () => {
       running.child.kill("SIGTERM")
       assert.strictEqual(yield* exitCode(running.child), 0, running.output())
       assert.include(running.output(), "HTTP server drained")
+      // Not on a terminal, LOG_FORMAT=auto writes logfmt: one line per event.
+      for (const line of running.output().trim().split("\n")) assert.match(line, /^timestamp=\S+ level=[A-Z]+ fiber=#\d+ message=/)
+    }), 60_000)
+
+  it.scopedLive("LOG_FORMAT=json writes one JSON object per line; LOG_FORMAT=pretty, Effect's pretty log", () =>
+    Effect.gen(function* () {
+      const json = yield* startMain({ LOG_LEVEL: "info", LOG_FORMAT: "json" })
+      yield* waitForOutput(json, /docsync listening on/)
+      json.child.kill("SIGTERM")
+      assert.strictEqual(yield* exitCode(json.child), 0, json.output())
+      const events = json.output().trim().split("\n").map((line) => JSON.parse(line) as { message: unknown; logLevel: string })
+      const listening = events.find((event) => String(event.message).includes("docsync listening on"))
+      assert.strictEqual(listening?.logLevel, "INFO")
+      const pretty = yield* startMain({ LOG_LEVEL: "info", LOG_FORMAT: "pretty" })
+      yield* waitForOutput(pretty, /^\[[\d:.]+\] INFO \(#\d+\): docsync listening on/m)
     }), 60_000)
 
   it.scopedLive("an invalid variable stops start-up with one line naming it and exit code 1", () =>
