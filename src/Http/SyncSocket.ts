@@ -419,11 +419,18 @@ export class SocketLifecycle implements FrameLimit {
     return Effect.zipRight(this.finish(), Effect.suspend(() => (this.raw === undefined ? Effect.void : closedOrTimeout(this.raw))))
   }
 
-  /** Admission and join, once the socket is open (frames meanwhile wait in `early`). */
-  setup(ws: WebSocket): Effect.Effect<void> {
+  /**
+   * Admission and join, once the socket is open (frames meanwhile wait in `early`). `ownFiber`: the fiber running
+   * this is the connection's alone and ends after it (the standalone server's), so the connection's scope goes into
+   * its context for good; otherwise (runRaw's fiber, on a host's router) only for the join, with
+   * `Effect.provideService`, which scopes the context with `acquireUseRelease` (~7 KB allocated per join).
+   */
+  setup(ws: WebSocket, ownFiber = false): Effect.Effect<void> {
     return Effect.flatMap(Scope.make(), (scope) => {
       this.scope = scope
-      return Effect.provideService(this.join(ws), Scope.Scope, scope)
+      return ownFiber
+        ? Effect.zipRight(FiberRef.update(FiberRef.currentContext, Context.add(Scope.Scope, scope)), this.join(ws) as Effect.Effect<void>)
+        : Effect.provideService(this.join(ws), Scope.Scope, scope)
     })
   }
 
@@ -587,7 +594,7 @@ export class SocketLifecycle implements FrameLimit {
 
   /** Logs the upgrade, then admits and joins; the socket's end waits for that, as runRaw's fiber does on the router. */
   direct(ws: WebSocket, upgraded: string): Effect.Effect<void> {
-    return Effect.zipRight(Effect.log(upgraded), this.setup(ws)).pipe(
+    return Effect.zipRight(Effect.log(upgraded), this.setup(ws, true)).pipe(
       Effect.onExit((exit) =>
         Effect.sync(() => {
           // A defect in admission or join (an Authorizer that dies, say): close, so that the client reconnects
