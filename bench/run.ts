@@ -606,6 +606,14 @@ const serverFigures = (samples: ReadonlyArray<ProcSample>, marks: Record<string,
     out.rssBeforeMB = round(before.server.rss / 2 ** 20, 1)
     out.rssHeldMB = round(holdRss / 2 ** 20, 1)
     out.rssPerConnKB = round((holdRss - before.server.rss) / sockets / 1024, 2)
+    const halfStart = marks["half-hold-start"]
+    const halfEnd = marks["half-hold-end"]
+    if (halfStart && halfEnd) {
+      const halfHold = median(samples.filter((s) => s.t >= halfStart.server.t && s.t <= halfEnd.server.t).map((s) => s.rss))
+      const half = Number((result.shape as Record<string, number>).half)
+      out.rssHalfHeldMB = round(halfHold / 2 ** 20, 1)
+      out.rssMarginalPerConnKB = round((holdRss - halfHold) / (sockets - half) / 1024, 2)
+    }
     out.cpuPercentHeld = cpuPercent(holdStart.server, holdEnd.server)
   }
   return out
@@ -656,6 +664,7 @@ const metricsOf = (def: ScenarioDef, load: Record<string, any>, server: Record<s
       put("connectPerSec", load.connectPerSec)
       put("connect.p99", load.connectLatency?.p99)
       put("rssPerConnKB", server.rssPerConnKB)
+      put("rssMarginalPerConnKB", server.rssMarginalPerConnKB)
       put("rssHeldMB", server.rssHeldMB)
       put("idleCpu", server.cpuPercentHeld)
       put("stillOpen", load.stillOpen)
@@ -738,6 +747,7 @@ const tableRows = (s: Summary): Array<Row> => {
   const id = "idle 5,000/500"
   pair("idle", "connects/s", "connectPerSec", { label: id })
   pair("idle", "RSS per connection / KB", "rssPerConnKB", { label: id, digits: 2 })
+  pair("idle", "RSS per connection, second half / KB", "rssMarginalPerConnKB", { label: id, digits: 2 })
   pair("idle", "server RSS held / MB", "rssHeldMB", { label: id })
   pair("idle", "server CPU % while idle", "idleCpu", { label: id, ratio: false })
   const jn = "join 10,000 updates"
@@ -912,7 +922,9 @@ const brief = (r: RunRecord): string => {
   if (m.deliveredPerSec !== undefined) parts.push(`${fmt(m.deliveredPerSec)} delivered/s`)
   if (m.sentPerSec !== undefined) parts.push(`${fmt(m.sentPerSec)} sent/s`)
   if (m["latency.p99"] !== undefined) parts.push(`p99 ${fmt(m["latency.p99"], 2)} ms`)
-  if (m.connectPerSec !== undefined) parts.push(`${fmt(m.connectPerSec)} connects/s, ${fmt(m.rssPerConnKB, 2)} KB/conn`)
+  if (m.connectPerSec !== undefined) {
+    parts.push(`${fmt(m.connectPerSec)} connects/s, ${fmt(m.rssPerConnKB, 2)} KB/conn (second half ${fmt(m.rssMarginalPerConnKB, 2)})`)
+  }
   if (m["plain.warm.openToState"] !== undefined) parts.push(`join ${fmt(m["plain.warm.openToState"], 2)} ms / snapshot ${fmt(m["snapshot.warm.openToState"], 2)} ms`)
   if (m.serverCpu !== undefined) parts.push(`server ${fmt(m.serverCpu)}% CPU`)
   if (m.loadCpu !== undefined) parts.push(`load ${fmt(m.loadCpu)}%`)
