@@ -515,15 +515,20 @@ const idle = async () => {
     })
   const first = await connectRange(0, half)
   let connectMs = performance.now() - t0
+  let connectCpu = process.cpuUsage(cpu0)
   await sleep(settleMs)
   await mark("half-hold-start")
   await sleep(holdMs)
   await mark("half-hold-end")
   const t1 = performance.now()
+  const cpu1 = process.cpuUsage()
   const conns = [...first, ...(await connectRange(half, sockets))]
   connectMs += performance.now() - t1
+  const second = process.cpuUsage(cpu1)
+  connectCpu = { user: connectCpu.user + second.user, system: connectCpu.system + second.system }
   const connectSec = connectMs / 1000
-  const loadCpuPercent = cpuSince(cpu0, t0)
+  // While connecting (the pause between the halves left out, as in connectSec).
+  const loadCpuPercent = round(((connectCpu.user + connectCpu.system) / 1000 / connectMs) * 100, 1)
   await sleep(settleMs)
   await mark("hold-start")
   await sleep(holdMs)

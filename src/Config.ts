@@ -55,7 +55,7 @@ export interface ServerConfigShape {
    * (multi-line, for a terminal), `logfmt` or `json` (one line per event), or `auto`: pretty on a terminal, logfmt
    * otherwise.
    */
-  readonly logFormat: LogFormat
+  readonly logFormat?: LogFormat
 }
 
 export type LogFormat = "auto" | "pretty" | "logfmt" | "json"

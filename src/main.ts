@@ -2,7 +2,7 @@
  * Entry point: read the configuration from the environment, then run the server until SIGTERM/SIGINT.
  */
 import { NodeRuntime } from "@effect/platform-node"
-import { ConfigError, Console, Effect, Layer, Logger } from "effect"
+import { Cause, ConfigError, Console, Effect, Layer, Logger } from "effect"
 import { formatConfigError, fromEnv, type LogFormat, ServerConfig } from "./Config.js"
 import * as Server from "./Http/Server.js"
 import { layerFromConfig } from "./Storage/StorageLayer.js"
@@ -28,13 +28,16 @@ const main = Effect.flatMap(fromEnv, (config) =>
     Layer.provide(Layer.succeed(ServerConfig, config)),
     Layer.launch,
     Logger.withMinimumLogLevel(config.logLevel),
-    Effect.provide(logger(config.logFormat))
+    // What stopped the server (storage that does not open, a port in use), in LOG_FORMAT like every other line
+    // (runMain's own report, disabled below, would use Effect's default logger); whatever LOG_LEVEL says.
+    Effect.tapErrorCause((cause) => (Cause.isInterruptedOnly(cause) ? Effect.void : Effect.logError("docsync stopped", cause))),
+    Effect.provide(logger(config.logFormat ?? "auto"))
   ))
 
 main.pipe(
   // An invalid variable stops start-up with one line naming it, not a stack trace.
   Effect.catchIf(ConfigError.isConfigError, (error) =>
     Console.error(formatConfigError(error)).pipe(Effect.zipRight(Effect.sync(() => (process.exitCode = 1))))),
-  // The logger is LOG_FORMAT's (above), not runMain's pretty one.
-  NodeRuntime.runMain({ disablePrettyLogger: true })
+  // The logger is LOG_FORMAT's (above), not runMain's pretty one, and a failure is reported above.
+  NodeRuntime.runMain({ disablePrettyLogger: true, disableErrorReporting: true })
 )

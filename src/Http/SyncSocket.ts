@@ -15,7 +15,7 @@
  */
 import { Headers, HttpLayerRouter, HttpRouter, HttpServerRequest, HttpServerResponse, Socket } from "@effect/platform"
 import { NodeHttpServerRequest } from "@effect/platform-node"
-import { Cause, Clock, Context, DefaultServices, Deferred, Duration, Effect, Either, Exit, Fiber, FiberId, FiberRef, FiberSet, HashMap, Layer, LogLevel, Option, Scope } from "effect"
+import { Cause, Clock, Context, DefaultServices, Deferred, Duration, Effect, Either, Exit, Fiber, FiberId, FiberRef, FiberSet, HashMap, Inspectable, Layer, LogLevel, Option, Scope } from "effect"
 import type { IncomingMessage } from "node:http"
 import type { Duplex } from "node:stream"
 import { type WebSocket, WebSocketServer } from "ws"
@@ -257,7 +257,10 @@ const logAnnotated = (
       annotations: merged,
       date: new Date(Context.get(fiber.getFiberRef(DefaultServices.currentServices), Clock.Clock).unsafeCurrentTimeMillis())
     }
-    for (const logger of fiber.getFiberRef(FiberRef.currentLoggers)) logger.log(options)
+    // As Effect.log does: loggers redact values (Redacted, Headers) in this context.
+    Inspectable.withRedactableContext(options.context, () => {
+      for (const logger of fiber.getFiberRef(FiberRef.currentLoggers)) logger.log(options)
+    })
     return Effect.void
   })
 
@@ -315,7 +318,8 @@ export class SocketLifecycle implements FrameLimit {
    * connection ends. Made by `setup`. */
   private scope: Scope.CloseableScope | undefined = undefined
   /** Whether the connection holds a slot of the connection caps, and the socket the heartbeat watches: released by
-   * `finish` too, after the scope (plain fields: a scope's finalizer each cost ~270 bytes per connection). */
+   * `finish` too, the watch before the scope and the slot after it (plain fields: a scope's finalizer each cost
+   * ~270 bytes per connection). */
   private counted = false
   private watched: WebSocket | undefined = undefined
   /** The fiber a full mailbox needs (see `submit`), while it runs. */
@@ -389,18 +393,28 @@ export class SocketLifecycle implements FrameLimit {
       this.finishing = done
       this.finished = true
       return (this.overflowFiber === undefined ? Effect.void : Fiber.await(this.overflowFiber)).pipe(
+        // No more pings: the leave below may wait (a full mailbox), and a socket already closed must not be
+        // judged dead by the heartbeat meanwhile (its "client left" line would say the server closed it).
+        Effect.zipRight(Effect.sync(() => this.unwatch())),
         Effect.zipRight(this.scope === undefined ? Effect.void : Scope.close(this.scope, Exit.void)),
-        Effect.ensuring(Effect.sync(() => this.release())),
+        Effect.ensuring(Effect.sync(() => {
+          this.unwatch()
+          this.releaseSlot()
+        })),
         Effect.zipRight(Effect.sync(() => this.closeGoingAway())),
         Effect.ensuring(Deferred.done(done, Exit.void))
       )
     })
   }
 
-  /** Stops the heartbeat's watch and gives back the connection's slot, once. */
-  private release(): void {
+  /** Stops the heartbeat's watch, once. */
+  private unwatch(): void {
     if (this.watched !== undefined) this.services.heartbeat.unwatch(this.watched)
     this.watched = undefined
+  }
+
+  /** Gives back the connection's slot of the caps, once: after its leave, as the scope's finalizer did. */
+  private releaseSlot(): void {
     if (this.counted) this.services.limits.release(this.documentId)
     this.counted = false
   }
@@ -487,13 +501,14 @@ export class SocketLifecycle implements FrameLimit {
       // Shutdown began during the join: `finish` has run, and frames are no longer served.
       if (self.finished) return self.closeGoingAway()
       self.joined = true
+      // Watched before anything that may yield: `finish` (at shutdown) could run meanwhile and not see it.
+      heartbeat.watch(ws)
+      self.watched = ws
       yield* logAnnotated(
         LogLevel.Info,
         { ...self.annotations, version: outcome.version, since: self.query.since ?? "none" },
         "client joined"
       )
-      heartbeat.watch(ws)
-      self.watched = ws
       if (Option.isSome(principal.expiresAt)) {
         yield* closeAtExpiry(principal.expiresAt.value, open).pipe(Effect.forkIn(yield* Effect.scope))
       }

@@ -79,6 +79,15 @@ describe("main", () => {
       yield* waitForOutput(pretty, /^\[[\d:.]+\] INFO \(#\d+\): docsync listening on/m)
     }), 60_000)
 
+  it.scopedLive("a server that cannot start says why in one line of its log format, and exits 1", () =>
+    Effect.gen(function* () {
+      const running = yield* startMain({ DATABASE_URL: "sqlite:///./no-such-directory-for-docsync/dev.db" })
+      assert.strictEqual(yield* exitCode(running.child), 1, running.output())
+      const lines = running.output().trim().split("\n")
+      for (const line of lines) assert.match(line, /^timestamp=\S+ level=[A-Z]+ fiber=#\d+ message=/, running.output())
+      assert.isTrue(lines.some((line) => /level=ERROR .*message="docsync stopped"/.test(line)), running.output())
+    }), 60_000)
+
   it.scopedLive("an invalid variable stops start-up with one line naming it and exit code 1", () =>
     Effect.gen(function* () {
       const running = yield* startMain({ PORT: "abc" })

@@ -649,9 +649,6 @@ describe("WebSocket sync", () => {
       yield* connection.ended("normal")
       assert.strictEqual(yield* services.limits.count(), 0)
       assert.strictEqual(services.heartbeat.watching(), 0)
-      // Ended twice (the route's finalizer and the socket's close, at shutdown): released once.
-      yield* connection.finish()
-      assert.strictEqual(yield* services.limits.count(), 0)
     }))
 
   it("textFrameHeader and textFrame are what ws writes for a server's text frame, at every length encoding", () => {
