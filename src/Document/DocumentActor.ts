@@ -260,7 +260,9 @@ export const load = (
     const found = yield* storage.get(documentId, true)
     if (Option.isNone(found)) return Option.none()
     let deleted = found.value.deletedAt !== null
-    let version = yield* storage.latestVersion(documentId)
+    // The document's row carries its version (`Document.version`, what `latestVersion` reads): one storage call
+    // less per load (~65 KB allocated per call through @effect/sql).
+    let version = found.value.version
     let snapshot: Option.Option<Snapshot> = yield* storage.latestSnapshot(documentId)
     const recent = new RecentOps(DEDUPE_CACHE_SIZE)
     /** The updates after `tail.start`, up to `version`, encoded as in `state` (filled by the first join). */

@@ -652,7 +652,8 @@ describe("DocumentRegistry", () => {
   it.effect("at most one actor per document under concurrent first joins", () => {
     let loads = 0
     const storage = wrapStorage((inner) => ({
-      latestVersion: (id) => Effect.zipRight(Effect.sync(() => loads++), inner.latestVersion(id))
+      // Read once per load.
+      latestSnapshot: (id) => Effect.zipRight(Effect.sync(() => loads++), inner.latestSnapshot(id))
     }))
     return Effect.gen(function* () {
       const id = yield* createDocument
