@@ -651,6 +651,36 @@ describe("WebSocket sync", () => {
       assert.strictEqual(services.heartbeat.watching(), 0)
     }))
 
+  it.scoped("a connection that ends stops its heartbeat watch before it leaves the document", () =>
+    Effect.gen(function* () {
+      const { args, services, ws } = yield* detached(false)
+      const [, connections, documentId, query, credentials] = args
+      // What happens, in order: the heartbeat's unwatch, and the leave as another member sees it.
+      const events: Array<string> = []
+      const heartbeat = {
+        ...services.heartbeat,
+        unwatch: (socket: WebSocket) => {
+          events.push("unwatch")
+          services.heartbeat.unwatch(socket)
+        }
+      }
+      const other = {
+        clientId: "other",
+        actorId: "other",
+        send: (frame: string | Uint8Array | ReadonlyArray<Uint8Array>) => {
+          const text = typeof frame === "string" ? frame : Buffer.concat(frame instanceof Uint8Array ? [frame] : [...frame]).toString()
+          if (text.includes('"presence_leave"')) events.push("presence_leave")
+        },
+        close: () => {}
+      }
+      yield* services.registry.join(documentId, other, undefined)
+      const connection = new SocketLifecycle({ ...services, heartbeat }, connections, documentId, query, credentials, false)
+      connection.attach(ws)
+      yield* connection.setup(ws)
+      yield* connection.ended("normal")
+      assert.deepStrictEqual(events, ["unwatch", "presence_leave"])
+    }))
+
   it("textFrameHeader and textFrame are what ws writes for a server's text frame, at every length encoding", () => {
     const wsFrame = (data: Buffer) =>
       (wsModule as unknown as {
