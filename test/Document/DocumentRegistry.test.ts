@@ -52,6 +52,17 @@ const submit = (
 const join = (documentId: DocumentId, connection: DocumentActor.Connection, since?: number) =>
   Effect.flatMap(DocumentRegistry, (registry) => registry.join(documentId, connection, since))
 
+/** A document with two members, a and b, a's membership in a scope of its own (close it and a leaves). */
+const twoMembersOneLeaving = Effect.gen(function* () {
+  const id = yield* createDocument
+  const a = recordingConnection()
+  const b = recordingConnection()
+  const membership = yield* Scope.make()
+  const [, session] = yield* join(id, a).pipe(Scope.extend(membership))
+  yield* join(id, b)
+  return { id, a, b, session, membership }
+})
+
 /** A document with two members, a and b. */
 const twoMembers = Effect.gen(function* () {
   const id = yield* createDocument
@@ -593,14 +604,9 @@ describe("DocumentRegistry", () => {
 
   it.effect("a leave waits until the connection's submitted commands are served", () =>
     Effect.gen(function* () {
-      const id = yield* createDocument
-      const a = recordingConnection()
-      const b = recordingConnection()
-      const scope = yield* Scope.make()
-      const [, session] = yield* join(id, a).pipe(Scope.extend(scope))
-      yield* join(id, b)
+      const { a, b, membership, session } = yield* twoMembersOneLeaving
       const pending = yield* submit(session, a, "op-1")
-      yield* Scope.close(scope, Exit.void)
+      yield* Scope.close(membership, Exit.void)
       assert.deepStrictEqual(yield* Deferred.poll(pending).pipe(Effect.flatMap(Option.getOrThrow)), {
         _tag: "Stored",
         seq: 1
@@ -761,12 +767,7 @@ describe("DocumentRegistry", () => {
     it.effect("a leave waits until the batches before it are applied: the others see the update, then the leave", () => {
       const { appends, layer, sent } = inOrderStorage()
       return Effect.gen(function* () {
-        const id = yield* createDocument
-        const a = recordingConnection()
-        const b = recordingConnection()
-        const membership = yield* Scope.make()
-        const [, session] = yield* join(id, a).pipe(Scope.extend(membership))
-        yield* join(id, b)
+        const { a, b, membership, session } = yield* twoMembersOneLeaving
         const first = yield* submit(session, a, "op-1")
         yield* sent(1)
         const leaving = yield* Effect.fork(Scope.close(membership, Exit.void))
