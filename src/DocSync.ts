@@ -14,8 +14,14 @@
  * route of the host. A fresh subtree per mount, and a route middleware that provides the mount's own services,
  * keep two instances apart in one process.
  */
-import { HttpLayerRouter, OpenApi } from "@effect/platform"
-import type { Etag, FileSystem, HttpPlatform, HttpServer, HttpServerResponse, Path } from "@effect/platform"
+import * as HttpLayerRouter from "@effect/platform/HttpLayerRouter"
+import * as OpenApi from "@effect/platform/OpenApi"
+import type * as Etag from "@effect/platform/Etag"
+import type * as FileSystem from "@effect/platform/FileSystem"
+import type * as HttpPlatform from "@effect/platform/HttpPlatform"
+import type * as HttpServer from "@effect/platform/HttpServer"
+import type * as HttpServerResponse from "@effect/platform/HttpServerResponse"
+import type * as Path from "@effect/platform/Path"
 import type { ServeError } from "@effect/platform/HttpServerError"
 import { Context, Effect, Layer } from "effect"
 import { ServerConfig, type ServerConfigShape } from "./Config.js"

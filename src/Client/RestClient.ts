@@ -7,7 +7,10 @@
  * `FetchHttpClient.layer`), then `client.documents.create({ payload: { title } })`.
  * Without: `await RestClient.run({ baseUrl }, (client) => client.documents.list({ urlParams: {} }))`.
  */
-import { FetchHttpClient, HttpApiClient, HttpClient, HttpClientRequest } from "@effect/platform"
+import * as FetchHttpClient from "@effect/platform/FetchHttpClient"
+import * as HttpApiClient from "@effect/platform/HttpApiClient"
+import * as HttpClient from "@effect/platform/HttpClient"
+import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import { Cause, Effect, Exit } from "effect"
 import { Api } from "../Http/Api.js"
 

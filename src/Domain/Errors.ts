@@ -1,7 +1,7 @@
 /**
  * Errors that cross the HTTP boundary, each annotated with its status. Every body carries a `message`.
  */
-import { HttpApiSchema } from "@effect/platform"
+import * as HttpApiSchema from "@effect/platform/HttpApiSchema"
 import { Schema } from "effect"
 
 export class BadRequest extends Schema.TaggedError<BadRequest>()(

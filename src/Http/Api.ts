@@ -6,7 +6,11 @@
  * and handle it in that group's handlers Layer (`DocumentsHandlers.ts`). A new group gets its own `.add(...)` on
  * `Api` *before* `.prefix("/api/v1")`, which only prefixes the groups already added.
  */
-import { HttpApi, HttpApiEndpoint, HttpApiGroup, HttpApiSchema, OpenApi } from "@effect/platform"
+import * as HttpApi from "@effect/platform/HttpApi"
+import * as HttpApiEndpoint from "@effect/platform/HttpApiEndpoint"
+import * as HttpApiGroup from "@effect/platform/HttpApiGroup"
+import * as HttpApiSchema from "@effect/platform/HttpApiSchema"
+import * as OpenApi from "@effect/platform/OpenApi"
 import { Schema } from "effect"
 import { DocumentId, DocumentOut, Title, UpdateOut } from "../Domain/Document.js"
 import {

@@ -23,7 +23,11 @@
  * document (close 4403), and asks once whether the connection may `write` (else `update`/`snapshot` get the
  * `forbidden` error frame).
  */
-import { HttpApiMiddleware, HttpApiSecurity, type Headers, HttpServerRequest, OpenApi } from "@effect/platform"
+import * as HttpApiMiddleware from "@effect/platform/HttpApiMiddleware"
+import * as HttpApiSecurity from "@effect/platform/HttpApiSecurity"
+import type * as Headers from "@effect/platform/Headers"
+import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
+import * as OpenApi from "@effect/platform/OpenApi"
 import { Clock, Context, Effect, Layer, Option, ParseResult, Redacted, Schema } from "effect"
 import { errors as JoseErrors, jwtVerify } from "jose"
 import { ServerConfig } from "../Config.js"

@@ -4,7 +4,9 @@
  * request, so a server started before the build serves the page once it exists, and says how to build it until
  * then.
  */
-import { HttpLayerRouter, HttpRouter, HttpServerResponse } from "@effect/platform"
+import * as HttpLayerRouter from "@effect/platform/HttpLayerRouter"
+import * as HttpRouter from "@effect/platform/HttpRouter"
+import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import { Effect, Layer, Option } from "effect"
 import { readFile } from "node:fs/promises"
 import { extname, join } from "node:path"

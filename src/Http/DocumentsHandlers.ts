@@ -6,7 +6,7 @@
  * `CurrentPrincipal` (401 otherwise), and the `Authorizer` decides whether it may do this (403 otherwise) before
  * anything is read, so a caller without the right learns nothing, not even whether the document exists.
  */
-import { HttpApiBuilder } from "@effect/platform"
+import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
 import { Effect, Either, Option } from "effect"
 import { ServerConfig } from "../Config.js"
 import * as Base64 from "../Domain/Base64.js"

@@ -1,7 +1,7 @@
 /**
  * `GET /health`: 200 when a trivial round trip to the database succeeds within `PING_TIMEOUT`, else 503.
  */
-import { HttpApiBuilder } from "@effect/platform"
+import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
 import { Duration, Effect } from "effect"
 import { ServiceUnavailable } from "../Domain/Errors.js"
 import { DocumentStorage } from "../Storage/DocumentStorage.js"

@@ -2,7 +2,8 @@
  * `GET /metrics`: every Effect metric of the process in Prometheus text format (version 0.0.4), plus process
  * memory and event-loop delay, sampled when scraped.
  */
-import { HttpLayerRouter, HttpServerResponse } from "@effect/platform"
+import * as HttpLayerRouter from "@effect/platform/HttpLayerRouter"
+import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import { Effect, Layer, Metric, MetricState, Option } from "effect"
 import type * as MetricPair from "effect/MetricPair"
 import { monitorEventLoopDelay } from "node:perf_hooks"

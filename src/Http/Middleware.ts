@@ -4,7 +4,10 @@
  * a `WWW-Authenticate: Bearer` challenge on 401s, and one log line per request (method, path without query,
  * status, duration). Query strings are never logged: a WebSocket join may carry its token there.
  */
-import { HttpLayerRouter, HttpServerRequest, HttpServerRespondable, HttpServerResponse } from "@effect/platform"
+import * as HttpLayerRouter from "@effect/platform/HttpLayerRouter"
+import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
+import * as HttpServerRespondable from "@effect/platform/HttpServerRespondable"
+import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import * as HttpIncomingMessage from "@effect/platform/HttpIncomingMessage"
 import * as HttpServerError from "@effect/platform/HttpServerError"
 import { NodeHttpServerRequest } from "@effect/platform-node"

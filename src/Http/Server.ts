@@ -6,7 +6,10 @@
  * bottom of `layer` (like `DocumentRegistry.layer`), so that they are built before the server listens and released
  * after it has drained.
  */
-import { HttpApiSwagger, HttpLayerRouter, HttpMiddleware, HttpServer } from "@effect/platform"
+import * as HttpApiSwagger from "@effect/platform/HttpApiSwagger"
+import * as HttpLayerRouter from "@effect/platform/HttpLayerRouter"
+import * as HttpMiddleware from "@effect/platform/HttpMiddleware"
+import * as HttpServer from "@effect/platform/HttpServer"
 import type { ServeError } from "@effect/platform/HttpServerError"
 import { NodeHttpServer } from "@effect/platform-node"
 import { Duration, Effect, Layer, Option, Schedule } from "effect"

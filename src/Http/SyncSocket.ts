@@ -13,7 +13,12 @@
  * socket, bounded by MAX_BUFFERED_BYTES, corked so that a batch costs one socket write per client. Pings are
  * the server-wide `Heartbeat`'s.
  */
-import { Headers, HttpLayerRouter, HttpRouter, HttpServerRequest, HttpServerResponse, Socket } from "@effect/platform"
+import * as Headers from "@effect/platform/Headers"
+import * as HttpLayerRouter from "@effect/platform/HttpLayerRouter"
+import * as HttpRouter from "@effect/platform/HttpRouter"
+import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
+import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
+import * as Socket from "@effect/platform/Socket"
 import { NodeHttpServerRequest } from "@effect/platform-node"
 import { Cause, Clock, Context, DefaultServices, Deferred, Duration, Effect, Either, Exit, Fiber, FiberId, FiberRef, FiberSet, HashMap, Inspectable, Layer, LogLevel, Option, Scope } from "effect"
 import type { IncomingMessage } from "node:http"

@@ -2,7 +2,9 @@ import { assert, describe, it } from "@effect/vitest"
 import { HttpLayerRouter, HttpServer, HttpServerResponse } from "@effect/platform"
 import { NodeHttpServer } from "@effect/platform-node"
 import { Context, Deferred, Effect, Exit, Fiber, Layer, Logger, LogLevel, Option, Redacted, Scope } from "effect"
+import { readdirSync, readFileSync } from "node:fs"
 import { createServer, request as httpRequest } from "node:http"
+import { join } from "node:path"
 import * as Config from "../../src/Config.js"
 import * as Middleware from "../../src/Http/Middleware.js"
 import * as Server from "../../src/Http/Server.js"
@@ -10,6 +12,14 @@ import { DocumentStorage, makeMemory } from "../../src/Storage/DocumentStorage.j
 import { capture, messageOf, request, startServer } from "../support/TestServer.js"
 
 describe("HTTP server", () => {
+  it("the server imports @effect/platform module by module, never its index (which loads the Scalar docs UI, ~13 MB of heap)", () => {
+    const src = join(import.meta.dirname, "..", "..", "src")
+    const files = readdirSync(src, { recursive: true, encoding: "utf8" }).filter((file) => file.endsWith(".ts"))
+    assert.isAbove(files.length, 20)
+    const barrel = files.filter((file) => /from "@effect\/platform"/.test(readFileSync(join(src, file), "utf8")))
+    assert.deepStrictEqual(barrel, [])
+  })
+
   it.scoped("serves the OpenAPI document with every path", () =>
     Effect.gen(function* () {
       const base = yield* startServer()
