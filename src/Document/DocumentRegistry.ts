@@ -7,7 +7,7 @@
  * the actor's state (an update to send, a batch's outcome: see `DocumentActor.now`) is handled at once, in the
  * socket's or the storage's callback, under the same supervision: that is the hot path, with no fiber and no Effect.
  */
-import { Cause, type Clock, Context, Duration, Effect, Equal, Exit, Fiber, Layer, Option, RcMap, Runtime, Scope } from "effect"
+import { Cause, type Clock, Context, Duration, Effect, Equal, Exit, Fiber, Layer, Option, Runtime, Scope } from "effect"
 import { ServerConfig } from "../Config.js"
 import type { DocumentId } from "../Domain/Document.js"
 import { DocumentStorage, withTimeout } from "../Storage/DocumentStorage.js"
@@ -43,6 +43,15 @@ export interface UpdateInput {
   readonly deltaB64: string
 }
 
+/** A connection's membership of a document, as `enter` gives it. */
+export interface Membership {
+  /** Leaves (on `Joined`: after every command the connection submitted is served) and lets go of the document; once. */
+  leave(): Effect.Effect<void>
+}
+
+/** What `enter` gives: the outcome, the session, and the membership to end when the connection ends. */
+export type Entered = readonly [DocumentActor.JoinOutcome, Session, Membership]
+
 export interface DocumentRegistryShape {
   /**
    * Joins a document for the lifetime of the current scope. On `Joined`, `state` has been sent to the connection
@@ -54,6 +63,17 @@ export interface DocumentRegistryShape {
     connection: DocumentActor.Connection,
     since: number | undefined
   ) => Effect.Effect<readonly [DocumentActor.JoinOutcome, Session], never, Scope.Scope>
+  /**
+   * `join` for a connection that ends itself rather than with a scope (the WebSocket route's): run
+   * `membership.leave()` when the connection ends (on `Joined` it leaves, after every command it submitted has been
+   * served, and lets go of the document; on any other outcome it does nothing). A plain object to keep: a scope and
+   * its finalizer cost a connection ~1 KB for its lifetime.
+   */
+  readonly enter: (
+    documentId: DocumentId,
+    connection: DocumentActor.Connection,
+    since: number | undefined
+  ) => Effect.Effect<Entered>
   /** Submits an update (REST): ordered, deduplicated and broadcast like a socket update. */
   readonly update: (documentId: DocumentId, update: UpdateInput) => Effect.Effect<DocumentActor.UpdateOutcome>
   /** Reads updates after a seq, in the document's order. */
@@ -94,43 +114,209 @@ export const make: Effect.Effect<DocumentRegistryShape, never, Scope.Scope | Ser
     }
     // Made before the documents, so released after them.
     const idleWatch = yield* IdleWatch.make
-    const slots = yield* RcMap.make({
-      lookup: (documentId: DocumentId) =>
+    const documents = yield* makeDocuments(
+      (documentId) =>
         makeSlot(documentId, settings, config.mailboxCapacity, idleMillis, idleWatch).pipe(
           Effect.provideService(DocumentStorage, storage)
         ),
-      idleTimeToLive: config.documentIdle
-    })
+      Duration.toMillis(config.documentIdle),
+      idleWatch
+    )
 
     /** Runs a command in the document's order and waits for its reply. */
     const ask = <A>(documentId: DocumentId, command: (reply: (outcome: A) => boolean) => DocumentActor.Command) =>
-      Effect.scoped(Effect.flatMap(RcMap.get(slots, documentId), (slot) => askSlot(slot, command)))
+      Effect.acquireUseRelease(documents.acquire(documentId), (loaded) => askSlot(loaded.slot, command), documents.release)
+
+    // The closures made here die with the join: a joined connection keeps only its `Joined` (three references).
+    const enter: DocumentRegistryShape["enter"] = (documentId, connection, since) =>
+      Effect.uninterruptibleMask((restore) =>
+        Effect.flatMap(documents.acquire(documentId), (loaded) =>
+          Effect.flatMap(
+            Effect.onExit(
+              restore(Effect.flatMap(Effect.clock, (clock) => {
+                const session = new MemberSession(loaded.slot, clock)
+                return Effect.map(askJoin(loaded.slot, connection, session, since), (outcome) => [outcome, session] as const)
+              })),
+              (exit) => (Exit.isSuccess(exit) && exit.value[0]._tag === "Joined" ? Effect.void : documents.release(loaded))
+            ),
+            ([outcome, session]): Effect.Effect<Entered> => {
+              if (outcome._tag !== "Joined") return Effect.succeed([outcome, session, notJoined] as const)
+              Metrics.add(Metrics.connections, 1)
+              loaded.slot.joined(session.last)
+              return Effect.succeed([outcome, session, new Joined(documents, loaded, connection)] as const)
+            }
+          )))
 
     return {
-      // Nothing made in here outlives the join but what it returns and the leave: a closure made in this generator
-      // would keep all of its variables for the connection's life.
       join: (documentId, connection, since) =>
-        Effect.gen(function* () {
-          const slot = yield* RcMap.get(slots, documentId)
-          const session = new MemberSession(slot, yield* Effect.clock)
-          const outcome = yield* askJoin(slot, connection, session, since)
-          if (outcome._tag === "Joined") {
-            Metrics.add(Metrics.connections, 1)
-            // On the scope itself: `Effect.addFinalizer` keeps a copy of the fiber's FiberRefs per connection.
-            yield* Scope.addFinalizer(yield* Effect.scope, leave(slot, connection))
-            slot.joined(session.last)
-          }
-          return [outcome, session] as const
-        }),
+        Effect.flatMap(Effect.scope, (scope) =>
+          Effect.uninterruptibleMask((restore) =>
+            Effect.flatMap(restore(enter(documentId, connection, since)), ([outcome, session, membership]) =>
+              // On a scope closed meanwhile the leave runs at once.
+              Effect.as(Scope.addFinalizer(scope, membership.leave()), [outcome, session] as const)))),
+      enter,
       update: (documentId, update) =>
         ask<DocumentActor.UpdateOutcome>(documentId, (reply) => ({ _tag: "Update", origin: undefined, ...update, reply })),
       read: (documentId, after, limit) =>
         ask<DocumentActor.ReadOutcome>(documentId, (reply) => ({ _tag: "ReadUpdates", after, limit, reply })),
       remove: (documentId) => ask<DocumentActor.DeleteOutcome>(documentId, (reply) => ({ _tag: "Delete", reply })),
-      loaded: RcMap.keys(slots)
+      loaded: Effect.sync(() => documents.keys())
     }
   }
 )
+
+/** A document loaded in memory: its slot, in a scope of its own, and how many hold it. @internal */
+export interface Loaded {
+  readonly documentId: DocumentId
+  readonly slot: Slot
+  readonly scope: Scope.CloseableScope
+  /** Joined connections (and connections joining) and REST calls in progress. */
+  holders: number
+  /** While nobody holds it: when it unloads. */
+  idleUntil: number
+  /** Its entry on the IdleWatch while nobody holds it. */
+  readonly unloadCheck: IdleWatch.Watched
+}
+
+/** The loaded documents. @internal */
+export interface Documents {
+  /** The document's slot, loaded now if it is not (at most one per document), held until `release`. */
+  readonly acquire: (documentId: DocumentId) => Effect.Effect<Loaded>
+  /** Lets go of a hold; the last one leaves the document loaded for `idleMillis` more, then unloads it. */
+  readonly release: (loaded: Loaded) => Effect.Effect<void>
+  readonly keys: () => ReadonlyArray<DocumentId>
+}
+
+/**
+ * The loaded documents, each a slot in a scope of its own, counted by who holds it: a connection for its lifetime,
+ * a REST call for the call. When the last hold goes, the document stays `idleMillis` (checked on the IdleWatch)
+ * and its scope is then closed, in a fiber of its own: the fiber stops after the batch in hand and whatever is
+ * still queued is served (see `makeSlot`). Closing the registry's scope closes every document's, one at a time, and
+ * waits for the unloads in progress. (An `RcMap` did this until the twelfth round: per document it kept a copy of
+ * the server's Context and a scope, and per connection a finalizer holding its lookup's generator, ~1 KB.)
+ *
+ * A slot is made synchronously (`makeSlot` never suspends), in the fiber of the first `acquire`, with its
+ * FiberRefs, as RcMap's lookup was: concurrent first acquires of one document therefore cannot make two.
+ */
+const makeDocuments = (
+  makeSlotFor: (documentId: DocumentId) => Effect.Effect<Slot, never, Scope.Scope>,
+  idleMillis: number,
+  idleWatch: IdleWatch.IdleWatch
+): Effect.Effect<Documents, never, Scope.Scope> =>
+  Effect.gen(function* () {
+    const clock = yield* Effect.clock
+    const loaded = new Map<DocumentId, Loaded>()
+    const unloading = new Set<Fiber.RuntimeFiber<void>>()
+    let closed = false
+    const registryRuntime = yield* Effect.runtime<never>()
+
+    /** Takes the document out of the map and closes its scope: the document's finalizers flush and serve the rest. */
+    const unload = (entry: Loaded): void => {
+      loaded.delete(entry.documentId)
+      const fiber = Runtime.runFork(registryRuntime)(Scope.close(entry.scope, Exit.void))
+      unloading.add(fiber)
+      fiber.addObserver(() => unloading.delete(fiber))
+    }
+
+    const load = (runtime: Runtime.Runtime<never>, documentId: DocumentId): Loaded => {
+      const scope = Runtime.runSync(runtime)(Scope.make())
+      let slot: Slot
+      try {
+        slot = Runtime.runSync(runtime)(Scope.extend(makeSlotFor(documentId), scope))
+      } catch (defect) {
+        Runtime.runFork(runtime)(Scope.close(scope, Exit.die(defect)))
+        throw defect
+      }
+      const entry: Loaded = {
+        documentId,
+        slot,
+        scope,
+        holders: 1,
+        idleUntil: 0,
+        unloadCheck: {
+          annotations: { documentId },
+          check: (now) => {
+            // Held again, or unloaded already (the registry closing): nothing to do until the next release.
+            if (entry.holders > 0 || loaded.get(documentId) !== entry) return undefined
+            if (now < entry.idleUntil) return entry.idleUntil
+            unload(entry)
+            return undefined
+          }
+        }
+      }
+      loaded.set(documentId, entry)
+      return entry
+    }
+
+    const held = (documentId: DocumentId): Loaded | undefined => {
+      const found = loaded.get(documentId)
+      if (found !== undefined) found.holders++
+      return found
+    }
+
+    yield* Effect.addFinalizer(() =>
+      Effect.gen(function* () {
+        closed = true
+        for (const entry of [...loaded.values()]) {
+          // Unloaded meanwhile by its idle check (awaited below).
+          if (loaded.get(entry.documentId) !== entry) continue
+          loaded.delete(entry.documentId)
+          yield* Scope.close(entry.scope, Exit.void)
+        }
+        yield* Fiber.awaitAll([...unloading])
+      })
+    )
+
+    return {
+      // One synchronous step from the look-up to the map's new entry: nothing can come between.
+      acquire: (documentId) =>
+        Effect.withFiberRuntime((fiber) => {
+          if (closed) return Effect.interrupt
+          const found = held(documentId)
+          if (found !== undefined) return Effect.succeed(found)
+          // The caller's runtime: its services and FiberRefs go to the document's fiber.
+          const runtime = Runtime.make({
+            context: fiber.currentContext,
+            fiberRefs: fiber.getFiberRefs(),
+            runtimeFlags: Runtime.defaultRuntimeFlags
+          })
+          return Effect.succeed(load(runtime, documentId))
+        }),
+      release: (entry) =>
+        Effect.suspend(() => {
+          entry.holders--
+          if (entry.holders > 0 || closed || loaded.get(entry.documentId) !== entry) return Effect.void
+          if (idleMillis <= 0) {
+            loaded.delete(entry.documentId)
+            return Scope.close(entry.scope, Exit.void)
+          }
+          entry.idleUntil = clock.unsafeCurrentTimeMillis() + idleMillis
+          idleWatch.watch(entry.unloadCheck, entry.idleUntil)
+          return Effect.void
+        }),
+      keys: () => [...loaded.keys()]
+    }
+  })
+
+/** Not a member (any outcome but `Joined`): nothing to leave, and `enter` let go of the document already. */
+const notJoined: Membership = { leave: () => Effect.void }
+
+/** A joined connection's membership: one small object per connection, its method shared. */
+class Joined implements Membership {
+  private left = false
+  constructor(
+    private readonly documents: Documents,
+    private readonly loaded: Loaded,
+    private readonly connection: DocumentActor.Connection
+  ) {}
+  leave(): Effect.Effect<void> {
+    return Effect.suspend(() => {
+      if (this.left) return Effect.void
+      this.left = true
+      return Effect.ensuring(leave(this.loaded.slot, this.connection), this.documents.release(this.loaded))
+    })
+  }
+}
 
 /**
  * A member's session: the slot's own functions, and the member's activity (`touch` moves it), which the actor reads
@@ -178,7 +364,7 @@ export const askSlot = <A>(slot: Slot, make: (reply: (outcome: A) => boolean) =>
 const askJoin = (slot: Slot, connection: DocumentActor.Connection, activity: DocumentActor.Activity, since: number | undefined) =>
   askSlot<DocumentActor.JoinOutcome>(slot, (reply) => ({ _tag: "Join", connection, activity, since, reply }))
 
-/** A member's leave, run when its connection's scope closes: the actor answers once it is no longer a member. */
+/** A member's leave (see `Joined`): the actor answers once it is no longer a member. */
 const leave = (slot: Slot, connection: DocumentActor.Connection): Effect.Effect<void> =>
   Effect.suspend(() => {
     Metrics.add(Metrics.connections, -1)
@@ -193,7 +379,7 @@ export const layer: Layer.Layer<DocumentRegistry, never, ServerConfig | Document
 )
 
 /**
- * One loaded document: its mailbox and the fiber that drains it while it has work. Runs in the RcMap entry's scope,
+ * One loaded document: its mailbox and the fiber that drains it while it has work. Runs in the document's scope,
  * so closing that scope (idle passivation or shutdown) stops the fiber after the batch in hand and serves what is
  * queued.
  */

@@ -29,7 +29,7 @@ import * as CloseCodes from "../Domain/CloseCodes.js"
 import type { DocumentId } from "../Domain/Document.js"
 import * as Protocol from "../Domain/Protocol.js"
 import * as DocumentActor from "../Document/DocumentActor.js"
-import { DocumentRegistry, type Session } from "../Document/DocumentRegistry.js"
+import { DocumentRegistry, type Membership, type Session } from "../Document/DocumentRegistry.js"
 import * as Metrics from "../Document/Metrics.js"
 import { Authorizer, type AuthorizerShape, type Credentials, type Principal, socketCredentials } from "./Authorizer.js"
 import { Heartbeat } from "./Heartbeat.js"
@@ -69,7 +69,8 @@ export type UpgradeHandler = (request: IncomingMessage, socket: Duplex, head: Bu
  *
  * On the standalone server (`DirectUpgrades` provided) a join never enters the HTTP pipeline: the Node server's
  * "upgrade" event comes straight here, `ws` completes the handshake, and the connection is one object
- * (`SocketLifecycle`) and a Scope, with a fiber only while it is admitted and joined and while it is ended. An
+ * (`SocketLifecycle`) holding its membership of the document, with a fiber only while it is admitted and joined
+ * and while it is ended (and a Scope only for an expiry timer, when its credentials expire). An
  * idle connection then costs little more than its `ws` objects (the pipeline kept a fiber per connection, with
  * its stack through the platform's `runRaw`, and the finished request's fiber: ~35 KB of heap together).
  *
@@ -319,12 +320,13 @@ function onDirectClose(this: Attached, code: number): void {
  * @internal Exported for tests.
  */
 export class SocketLifecycle implements FrameLimit {
-  /** The connection's place in the document (and its expiry timer): released by `finish`, whichever way the
-   * connection ends. Made by `setup`. */
+  /** The connection's place in the document: left by `finish`, whichever way the connection ends. */
+  private membership: Membership | undefined = undefined
+  /** The expiry timer's scope, made only for a principal whose credentials expire; closed by `finish`. */
   private scope: Scope.CloseableScope | undefined = undefined
   /** Whether the connection holds a slot of the connection caps, and the socket the heartbeat watches: released by
-   * `finish` too, the watch before the scope and the slot after it (plain fields: a scope's finalizer each cost
-   * ~270 bytes per connection). */
+   * `finish` too, the watch before the leave and the slot after it (plain fields, as the membership is: a scope
+   * and its finalizers cost ~1 KB per connection). */
   private counted = false
   private watched: WebSocket | undefined = undefined
   /** The fiber a full mailbox needs (see `submit`), while it runs. */
@@ -388,7 +390,8 @@ export class SocketLifecycle implements FrameLimit {
   /**
    * Ends the connection, once: a frame that arrives from now on could be stored but never acked, so it is not
    * served (the client resends it after reconnecting); commands waiting in the overflow list go into the mailbox
-   * before `Leave` does; then the scope is released and the socket closed with 1001 (a no-op if it is closed).
+   * before `Leave` does; then the expiry timer stops, the connection leaves the document, and the socket is closed
+   * with 1001 (a no-op if it is closed).
    * At shutdown both the route's finalizer and the connection's own end run it: the second waits for the first.
    */
   finish(): Effect.Effect<void> {
@@ -402,6 +405,7 @@ export class SocketLifecycle implements FrameLimit {
         // judged dead by the heartbeat meanwhile (its "client left" line would say the server closed it).
         Effect.zipRight(Effect.sync(() => this.unwatch())),
         Effect.zipRight(this.scope === undefined ? Effect.void : Scope.close(this.scope, Exit.void)),
+        Effect.zipRight(this.leave()),
         Effect.ensuring(Effect.sync(() => {
           this.unwatch()
           this.releaseSlot()
@@ -412,13 +416,22 @@ export class SocketLifecycle implements FrameLimit {
     })
   }
 
+  /** Leaves the document, once (the join itself leaves if it completes after `finish` came here). */
+  private leave(): Effect.Effect<void> {
+    return Effect.suspend(() => {
+      const membership = this.membership
+      this.membership = undefined
+      return membership === undefined ? Effect.void : membership.leave()
+    })
+  }
+
   /** Stops the heartbeat's watch, once. */
   private unwatch(): void {
     if (this.watched !== undefined) this.services.heartbeat.unwatch(this.watched)
     this.watched = undefined
   }
 
-  /** Gives back the connection's slot of the caps, once: after its leave, as the scope's finalizer did. */
+  /** Gives back the connection's slot of the caps, once: after its leave. */
   private releaseSlot(): void {
     if (this.counted) this.services.limits.release(this.documentId)
     this.counted = false
@@ -438,22 +451,8 @@ export class SocketLifecycle implements FrameLimit {
     return Effect.zipRight(this.finish(), Effect.suspend(() => (this.raw === undefined ? Effect.void : closedOrTimeout(this.raw))))
   }
 
-  /**
-   * Admission and join, once the socket is open (frames meanwhile wait in `early`). `ownFiber`: the fiber running
-   * this is the connection's alone and ends after it (the standalone server's), so the connection's scope goes into
-   * its context for good; otherwise (runRaw's fiber, on a host's router) only for the join, with
-   * `Effect.provideService`, which scopes the context with `acquireUseRelease` (~7 KB allocated per join).
-   */
-  setup(ws: WebSocket, ownFiber = false): Effect.Effect<void> {
-    return Effect.flatMap(Scope.make(), (scope) => {
-      this.scope = scope
-      return ownFiber
-        ? Effect.zipRight(FiberRef.update(FiberRef.currentContext, Context.add(Scope.Scope, scope)), this.join(ws) as Effect.Effect<void>)
-        : Effect.provideService(this.join(ws), Scope.Scope, scope)
-    })
-  }
-
-  private join(ws: WebSocket): Effect.Effect<void, never, Scope.Scope> {
+  /** Admission and join, once the socket is open (frames meanwhile wait in `early`). */
+  setup(ws: WebSocket): Effect.Effect<void> {
     const self = this
     return Effect.gen(function* () {
       const { authorizer, config, heartbeat, limits, registry } = self.services
@@ -465,7 +464,7 @@ export class SocketLifecycle implements FrameLimit {
       ws.removeAllListeners("message")
       ws.on("message", onMessage)
       // The server began shutting down before this connection was made: it is not admitted. (Then `finish` ran before
-      // the scope existed and will not close it: nothing may be acquired before this line.)
+      // anything was acquired: nothing may be acquired before this line.)
       if (self.finished) return self.closeGoingAway()
       const open = new WsConnection(ws, self.query.actorId, config.maxBufferedBytes)
       self.connection = open
@@ -490,7 +489,10 @@ export class SocketLifecycle implements FrameLimit {
       }
       self.bucket = yield* makeTokenBucket({ perSecond: config.rateLimitPerSecond, burst: config.rateLimitBurst })
       self.writeDenied = writeDenied
-      const [outcome, session] = yield* registry.join(documentId, open, self.query.since)
+      const [outcome, session, membership] = yield* registry.enter(documentId, open, self.query.since)
+      // Left by `finish`, unless it began during the join: then here, now (it may be past its leave already).
+      if (self.finished) yield* membership.leave()
+      else self.membership = membership
       self.annotations = { documentId, clientId: open.clientId, subject: principal.subject }
       switch (outcome._tag) {
         case "NotFound":
@@ -515,7 +517,11 @@ export class SocketLifecycle implements FrameLimit {
         "client joined"
       )
       if (Option.isSome(principal.expiresAt)) {
-        yield* closeAtExpiry(principal.expiresAt.value, open).pipe(Effect.forkIn(yield* Effect.scope))
+        const scope = yield* Scope.make()
+        self.scope = scope
+        yield* closeAtExpiry(principal.expiresAt.value, open).pipe(Effect.forkIn(scope))
+        // `finish` ran meanwhile (during the log line above) and may not have seen the scope.
+        if (self.finished) yield* Scope.close(scope, Exit.void)
       }
       self.session = session
       // Resumed before the replay: if the replay fills the mailbox, `submit` pauses reading again.
@@ -614,11 +620,11 @@ export class SocketLifecycle implements FrameLimit {
 
   /** Logs the upgrade, then admits and joins; the socket's end waits for that, as runRaw's fiber does on the router. */
   direct(ws: WebSocket, upgraded: string): Effect.Effect<void> {
-    return Effect.zipRight(Effect.log(upgraded), this.setup(ws, true)).pipe(
+    return Effect.zipRight(Effect.log(upgraded), this.setup(ws)).pipe(
       Effect.onExit((exit) =>
         Effect.sync(() => {
           // A defect in admission or join (an Authorizer that dies, say): close, so that the client reconnects
-          // and the close ends the connection (its scope, its count), as runRaw's end does on the router.
+          // and the close ends the connection (its membership, its count), as runRaw's end does on the router.
           if (Exit.isFailure(exit) && !Exit.isInterrupted(exit) && ws.readyState === ws.OPEN) {
             ws.close(CloseCodes.InternalError, "internal error; reconnect later")
           }

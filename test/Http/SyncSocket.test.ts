@@ -3,7 +3,7 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Headers, HttpServer } from "@effect/platform"
-import { Context, Deferred, Effect, Exit, Layer, LogLevel, Option, Redacted, Scope, TestServices, Tracer } from "effect"
+import { Context, Deferred, Effect, Exit, Fiber, Layer, LogLevel, Option, Redacted, Scope, TestClock, TestServices, Tracer } from "effect"
 import { EventEmitter } from "node:events"
 import * as net from "node:net"
 import WebSocket from "ws"
@@ -679,6 +679,53 @@ describe("WebSocket sync", () => {
       yield* connection.setup(ws)
       yield* connection.ended("normal")
       assert.deepStrictEqual(events, ["unwatch", "presence_leave"])
+    }))
+
+  it.scoped("a connection that ends while its join waits leaves once the join completes, once, and lets go of the document", () =>
+    Effect.gen(function* () {
+      const { args, services, ws } = yield* detached(false)
+      const [, connections, documentId, query, credentials] = args
+      // The registry's answer waits for `answer` (`asked` once it waits); each leave of the membership is recorded.
+      const asked = yield* Deferred.make<void>()
+      const answer = yield* Deferred.make<void>()
+      const leaves: Array<string> = []
+      const registry: DocumentRegistry.DocumentRegistryShape = {
+        ...services.registry,
+        enter: (id, connection, since) =>
+          Effect.zipRight(
+            Effect.zipRight(Deferred.succeed(asked, undefined), Deferred.await(answer)),
+            Effect.map(services.registry.enter(id, connection, since), ([outcome, session, membership]) =>
+              [outcome, session, { leave: () => Effect.zipLeft(membership.leave(), Effect.sync(() => leaves.push("leave"))) }] as const)
+          )
+      }
+      // Another member sees the connection join, then leave.
+      const seen: Array<string> = []
+      const other = {
+        clientId: "other",
+        actorId: "other",
+        send: (frame: string | Uint8Array | ReadonlyArray<Uint8Array>) => {
+          const text = typeof frame === "string" ? frame : Buffer.concat(frame instanceof Uint8Array ? [frame] : [...frame]).toString()
+          const type = /"type":"(presence_join|presence_leave)"/.exec(text)?.[1]
+          if (type !== undefined) seen.push(type)
+        },
+        close: () => {}
+      }
+      const [, , otherMembership] = yield* services.registry.enter(documentId, other, undefined)
+      const connection = new SocketLifecycle({ ...services, registry }, connections, documentId, query, credentials, false)
+      connection.attach(ws)
+      const joining = yield* Effect.fork(connection.setup(ws))
+      yield* Deferred.await(asked)
+      yield* connection.ended("normal")
+      assert.deepStrictEqual(leaves, [], "nothing to leave before the join completes")
+      yield* Deferred.succeed(answer, undefined)
+      yield* Fiber.join(joining)
+      assert.deepStrictEqual(leaves, ["leave"])
+      assert.deepStrictEqual(seen, ["presence_join", "presence_leave"])
+      // The connection let go of the document: the other member's leave leaves nobody holding it, and it unloads.
+      yield* otherMembership.leave()
+      yield* TestClock.adjust(services.config.documentIdle)
+      yield* Effect.yieldNow()
+      assert.deepStrictEqual(yield* services.registry.loaded, [])
     }))
 
   it("textFrameHeader and textFrame are what ws writes for a server's text frame, at every length encoding", () => {
