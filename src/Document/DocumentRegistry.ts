@@ -114,10 +114,13 @@ export const make: Effect.Effect<DocumentRegistryShape, never, Scope.Scope | Ser
     }
     // Made before the documents, so released after them.
     const idleWatch = yield* IdleWatch.make
+    // A document's context is only what it uses: the storage (and its scope). With `provideService` each loaded
+    // document kept a copy of the whole server's Context (~1 KB), and the first joiner's through its runtime.
+    const storageContext = Context.make(DocumentStorage, storage)
     const documents = yield* makeDocuments(
-      (documentId) =>
+      (documentId, scope) =>
         makeSlot(documentId, settings, config.mailboxCapacity, idleMillis, idleWatch).pipe(
-          Effect.provideService(DocumentStorage, storage)
+          Effect.mapInputContext(() => Context.add(storageContext, Scope.Scope, scope))
         ),
       Duration.toMillis(config.documentIdle),
       idleWatch
@@ -199,7 +202,7 @@ export interface Documents {
  * FiberRefs, as RcMap's lookup was: concurrent first acquires of one document therefore cannot make two.
  */
 const makeDocuments = (
-  makeSlotFor: (documentId: DocumentId) => Effect.Effect<Slot, never, Scope.Scope>,
+  makeSlotFor: (documentId: DocumentId, scope: Scope.Scope) => Effect.Effect<Slot>,
   idleMillis: number,
   idleWatch: IdleWatch.IdleWatch
 ): Effect.Effect<Documents, never, Scope.Scope> =>
@@ -222,7 +225,7 @@ const makeDocuments = (
       const scope = Runtime.runSync(runtime)(Scope.make())
       let slot: Slot
       try {
-        slot = Runtime.runSync(runtime)(Scope.extend(makeSlotFor(documentId), scope))
+        slot = Runtime.runSync(runtime)(makeSlotFor(documentId, scope))
       } catch (defect) {
         Runtime.runFork(runtime)(Scope.close(scope, Exit.die(defect)))
         throw defect
@@ -274,7 +277,7 @@ const makeDocuments = (
           if (closed) return Effect.interrupt
           const found = held(documentId)
           if (found !== undefined) return Effect.succeed(found)
-          // The caller's runtime: its services and FiberRefs go to the document's fiber.
+          // The caller's runtime: its FiberRefs go to the document's fiber.
           const runtime = Runtime.make({
             context: fiber.currentContext,
             fiberRefs: fiber.getFiberRefs(),

@@ -1,5 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Deferred, Duration, Effect, Exit, Fiber, FiberId, Layer, Option, Scope, Supervisor, TestClock } from "effect"
+import { Context, Deferred, Duration, Effect, Exit, Fiber, FiberId, Layer, Option, Scope, Supervisor, TestClock } from "effect"
+import { ServerConfig } from "../../src/Config.js"
 import type { DocumentId } from "../../src/Domain/Document.js"
 import * as DocumentActor from "../../src/Document/DocumentActor.js"
 import { askSlot, DocumentRegistry, type Slot } from "../../src/Document/DocumentRegistry.js"
@@ -256,6 +257,32 @@ describe("DocumentRegistry", () => {
         updates: []
       })
       assert.isAbove(starts.started, afterLoad)
+    }).pipe(Effect.scoped, Effect.provide(registryLayer())))
+
+  it.effect("a document's fiber runs with the storage alone in its context, not the server's nor its first joiner's", () =>
+    Effect.gen(function* () {
+      const id = yield* createDocument
+      // The services in the context of each fiber started under the join (the document's fibers included).
+      const contexts: Array<ReadonlyArray<string>> = []
+      const recording = new (class extends Supervisor.AbstractSupervisor<void> {
+        readonly value = Effect.void
+        override onStart<R>(context: Context.Context<R>): void {
+          contexts.push([...context.unsafeMap.keys()])
+        }
+      })()
+      const a = recordingConnection()
+      yield* join(id, a).pipe(Effect.supervised(recording))
+      yield* settle
+      const afterLoad = contexts.length
+      // A read needs the document's fiber: it starts on the runtime the document captured.
+      yield* Effect.flatMap(DocumentRegistry, (registry) => registry.read(id, 0, 10))
+      const started = contexts.slice(afterLoad)
+      assert.isAbove(started.length, 0)
+      for (const keys of started) {
+        assert.include(keys, DocumentStorage.key)
+        assert.notInclude(keys, DocumentRegistry.key, "the server's services")
+        assert.notInclude(keys, ServerConfig.key)
+      }
     }).pipe(Effect.scoped, Effect.provide(registryLayer())))
 
   it.effect("a reply that throws while a document is loaded does not leave the document unserved", () =>
