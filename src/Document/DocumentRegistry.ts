@@ -7,7 +7,7 @@
  * the actor's state (an update to send, a batch's outcome: see `DocumentActor.now`) is handled at once, in the
  * socket's or the storage's callback, under the same supervision: that is the hot path, with no fiber and no Effect.
  */
-import { Cause, type Clock, Context, Duration, Effect, Equal, Exit, Fiber, Layer, Option, Runtime, Scope } from "effect"
+import { Cause, type Clock, Context, Duration, Effect, Equal, Exit, Fiber, FiberRef, FiberRefs, Layer, Option, Runtime, Scope } from "effect"
 import { ServerConfig } from "../Config.js"
 import type { DocumentId } from "../Domain/Document.js"
 import { DocumentStorage, withTimeout } from "../Storage/DocumentStorage.js"
@@ -115,7 +115,7 @@ export const make: Effect.Effect<DocumentRegistryShape, never, Scope.Scope | Ser
     // Made before the documents, so released after them.
     const idleWatch = yield* IdleWatch.make
     // A document's context is only what it uses: the storage (and its scope). With `provideService` each loaded
-    // document kept a copy of the whole server's Context (~1 KB), and the first joiner's through its runtime.
+    // document kept a copy of the whole server's Context (~1 KB); see `acquire` for the first caller's.
     const storageContext = Context.make(DocumentStorage, storage)
     const documents = yield* makeDocuments(
       (documentId, scope) =>
@@ -198,8 +198,9 @@ export interface Documents {
  * waits for the unloads in progress. (An `RcMap` did this until the twelfth round: per document it kept a copy of
  * the server's Context and a scope, and per connection a finalizer holding its lookup's generator, ~1 KB.)
  *
- * A slot is made synchronously (`makeSlot` never suspends), in the fiber of the first `acquire`, with its
- * FiberRefs, as RcMap's lookup was: concurrent first acquires of one document therefore cannot make two.
+ * A slot is made synchronously (`makeSlot` never suspends, run with `Runtime.runSync`) with the FiberRefs of the
+ * first `acquire`'s fiber, as RcMap's lookup was, in one step from the look-up: concurrent first acquires of one
+ * document therefore cannot make two.
  */
 const makeDocuments = (
   makeSlotFor: (documentId: DocumentId, scope: Scope.Scope) => Effect.Effect<Slot>,
@@ -277,10 +278,11 @@ const makeDocuments = (
           if (closed) return Effect.interrupt
           const found = held(documentId)
           if (found !== undefined) return Effect.succeed(found)
-          // The caller's runtime: its FiberRefs go to the document's fiber.
+          // The caller's FiberRefs go to the document's fiber, but not its Context: `currentContext` keeps a stack
+          // of values, and the caller's (a REST request's, say) would stay under the document's for its lifetime.
           const runtime = Runtime.make({
-            context: fiber.currentContext,
-            fiberRefs: fiber.getFiberRefs(),
+            context: Context.empty(),
+            fiberRefs: FiberRefs.delete(fiber.getFiberRefs(), FiberRef.currentContext),
             runtimeFlags: Runtime.defaultRuntimeFlags
           })
           return Effect.succeed(load(runtime, documentId))

@@ -142,7 +142,7 @@ export const make: Effect.Effect<IdleWatch, never, Scope.Scope> = Effect.gen(fun
       Effect.forEach(
         failures,
         ([watched, failure]) =>
-          Effect.logError("a presence idleness check failed; it is not checked again", Cause.die(failure)).pipe(
+          Effect.logError("an idle check failed (presence or unload); it is not checked again", Cause.die(failure)).pipe(
             Effect.annotateLogs(watched.annotations)
           ),
         { discard: true }

@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Context, Deferred, Duration, Effect, Exit, Fiber, FiberId, Layer, Option, Scope, Supervisor, TestClock } from "effect"
+import { Context, Deferred, Duration, Effect, Exit, Fiber, FiberId, FiberRef, Layer, Option, Scope, Supervisor, TestClock } from "effect"
 import { ServerConfig } from "../../src/Config.js"
 import type { DocumentId } from "../../src/Domain/Document.js"
 import * as DocumentActor from "../../src/Document/DocumentActor.js"
@@ -262,12 +262,19 @@ describe("DocumentRegistry", () => {
   it.effect("a document's fiber runs with the storage alone in its context, not the server's nor its first joiner's", () =>
     Effect.gen(function* () {
       const id = yield* createDocument
-      // The services in the context of each fiber started under the join (the document's fibers included).
+      // The services each fiber started under the join (the document's fibers included) holds: in its context, and
+      // in every context stacked under it in its FiberRefs.
       const contexts: Array<ReadonlyArray<string>> = []
       const recording = new (class extends Supervisor.AbstractSupervisor<void> {
         readonly value = Effect.void
-        override onStart<R>(context: Context.Context<R>): void {
-          contexts.push([...context.unsafeMap.keys()])
+        override onStart<A, E, R>(
+          context: Context.Context<R>,
+          _effect: Effect.Effect<A, E, R>,
+          _parent: Option.Option<Fiber.RuntimeFiber<unknown, unknown>>,
+          fiber: Fiber.RuntimeFiber<A, E>
+        ): void {
+          const stacked = fiber.getFiberRefs().locals.get(FiberRef.currentContext) ?? []
+          contexts.push([context, ...stacked.map(([, value]) => value as Context.Context<never>)].flatMap((c) => [...c.unsafeMap.keys()]))
         }
       })()
       const a = recordingConnection()
