@@ -67,12 +67,15 @@ export interface DocumentRegistryShape {
    * `join` for a connection that ends itself rather than with a scope (the WebSocket route's): run
    * `membership.leave()` when the connection ends (on `Joined` it leaves, after every command it submitted has been
    * served, and lets go of the document; on any other outcome it does nothing). A plain object to keep: a scope and
-   * its finalizer cost a connection ~1 KB for its lifetime.
+   * its finalizer cost a connection ~1 KB for its lifetime. `keep`, if given, runs with a `Joined` membership
+   * before `enter` returns, uninterruptibly: a caller that may be interrupted stores the membership there (an
+   * interruption after `enter` returns would otherwise drop it, and the document would stay held for ever).
    */
   readonly enter: (
     documentId: DocumentId,
     connection: DocumentActor.Connection,
-    since: number | undefined
+    since: number | undefined,
+    keep?: (membership: Membership) => Effect.Effect<void>
   ) => Effect.Effect<Entered>
   /** Submits an update (REST): ordered, deduplicated and broadcast like a socket update. */
   readonly update: (documentId: DocumentId, update: UpdateInput) => Effect.Effect<DocumentActor.UpdateOutcome>
@@ -131,7 +134,7 @@ export const make: Effect.Effect<DocumentRegistryShape, never, Scope.Scope | Ser
       Effect.acquireUseRelease(documents.acquire(documentId), (loaded) => askSlot(loaded.slot, command), documents.release)
 
     // The closures made here die with the join: a joined connection keeps only its `Joined` (three references).
-    const enter: DocumentRegistryShape["enter"] = (documentId, connection, since) =>
+    const enter: DocumentRegistryShape["enter"] = (documentId, connection, since, keep) =>
       Effect.uninterruptibleMask((restore) =>
         Effect.flatMap(documents.acquire(documentId), (loaded) =>
           Effect.flatMap(
@@ -146,17 +149,20 @@ export const make: Effect.Effect<DocumentRegistryShape, never, Scope.Scope | Ser
               if (outcome._tag !== "Joined") return Effect.succeed([outcome, session, notJoined] as const)
               Metrics.add(Metrics.connections, 1)
               loaded.slot.joined(session.last)
-              return Effect.succeed([outcome, session, new Joined(documents, loaded, connection)] as const)
+              const membership = new Joined(documents, loaded, connection)
+              const entered = [outcome, session, membership] as const
+              return keep === undefined ? Effect.succeed(entered) : Effect.as(keep(membership), entered)
             }
           )))
 
     return {
       join: (documentId, connection, since) =>
         Effect.flatMap(Effect.scope, (scope) =>
-          Effect.uninterruptibleMask((restore) =>
-            Effect.flatMap(restore(enter(documentId, connection, since)), ([outcome, session, membership]) =>
-              // On a scope closed meanwhile the leave runs at once.
-              Effect.as(Scope.addFinalizer(scope, membership.leave()), [outcome, session] as const)))),
+          Effect.map(
+            // On a scope closed meanwhile the leave runs at once.
+            enter(documentId, connection, since, (membership) => Scope.addFinalizer(scope, membership.leave())),
+            ([outcome, session]) => [outcome, session] as const
+          )),
       enter,
       update: (documentId, update) =>
         ask<DocumentActor.UpdateOutcome>(documentId, (reply) => ({ _tag: "Update", origin: undefined, ...update, reply })),

@@ -416,6 +416,13 @@ export class SocketLifecycle implements FrameLimit {
     })
   }
 
+  /** Keeps the connection's membership for `finish`, or leaves at once if `finish` has begun. */
+  keep(membership: Membership): Effect.Effect<void> {
+    if (this.finished) return membership.leave()
+    this.membership = membership
+    return Effect.void
+  }
+
   /** Leaves the document, once (the join itself leaves if it completes after `finish` came here). */
   private leave(): Effect.Effect<void> {
     return Effect.suspend(() => {
@@ -489,10 +496,9 @@ export class SocketLifecycle implements FrameLimit {
       }
       self.bucket = yield* makeTokenBucket({ perSecond: config.rateLimitPerSecond, burst: config.rateLimitBurst })
       self.writeDenied = writeDenied
-      const [outcome, session, membership] = yield* registry.enter(documentId, open, self.query.since)
-      // Left by `finish`, unless it began during the join: then here, now (it may be past its leave already).
-      if (self.finished) yield* membership.leave()
-      else self.membership = membership
+      // Kept before `enter` returns (an interruption after would drop it): left by `finish`, unless it began during
+      // the join, then here, now (it may be past its leave already).
+      const [outcome, session] = yield* registry.enter(documentId, open, self.query.since, (membership) => self.keep(membership))
       self.annotations = { documentId, clientId: open.clientId, subject: principal.subject }
       switch (outcome._tag) {
         case "NotFound":

@@ -3,6 +3,7 @@ import { Context, Deferred, Duration, Effect, Exit, Fiber, FiberId, FiberRef, La
 import { ServerConfig } from "../../src/Config.js"
 import type { DocumentId } from "../../src/Domain/Document.js"
 import * as DocumentActor from "../../src/Document/DocumentActor.js"
+import * as DocumentRegistryModule from "../../src/Document/DocumentRegistry.js"
 import { askSlot, DocumentRegistry, type Slot } from "../../src/Document/DocumentRegistry.js"
 import * as Metrics from "../../src/Document/Metrics.js"
 import {
@@ -291,6 +292,32 @@ describe("DocumentRegistry", () => {
         assert.notInclude(keys, ServerConfig.key)
       }
     }).pipe(Effect.scoped, Effect.provide(registryLayer())))
+
+  it.effect("enter's keep runs uninterruptibly before it returns: a join interrupted then still keeps and ends its membership", () =>
+    Effect.gen(function* () {
+      const registry = yield* DocumentRegistry
+      const id = yield* createDocument
+      const keeping = yield* Deferred.make<void>()
+      const kept: Array<DocumentRegistryModule.Membership> = []
+      const a = recordingConnection()
+      // `keep` takes a second (on the test clock); the joining fiber is interrupted meanwhile.
+      const joining = yield* Effect.fork(
+        registry.enter(id, a, undefined, (membership) =>
+          Effect.zipRight(
+            Effect.zipRight(Deferred.succeed(keeping, undefined), Effect.sleep(Duration.seconds(1))),
+            Effect.sync(() => kept.push(membership))
+          ))
+      )
+      yield* Deferred.await(keeping)
+      const interrupted = yield* Effect.fork(Fiber.interrupt(joining))
+      yield* TestClock.adjust(Duration.seconds(1))
+      assert.isTrue(Exit.isInterrupted(yield* Fiber.join(interrupted)))
+      assert.strictEqual(kept.length, 1, "kept though the join was interrupted")
+      // Ending it lets go of the document: it unloads after DOCUMENT_IDLE_MS.
+      yield* kept[0]!.leave()
+      yield* TestClock.adjust(Duration.millis(60_000))
+      assert.deepStrictEqual(yield* registry.loaded, [])
+    }).pipe(Effect.scoped, Effect.provide(registryLayer({ documentIdle: Duration.millis(60_000) }))))
 
   it.effect("a reply that throws while a document is loaded does not leave the document unserved", () =>
     Effect.gen(function* () {

@@ -691,11 +691,13 @@ describe("WebSocket sync", () => {
       const leaves: Array<string> = []
       const registry: DocumentRegistry.DocumentRegistryShape = {
         ...services.registry,
-        enter: (id, connection, since) =>
+        enter: (id, connection, since, keep) =>
           Effect.zipRight(
             Effect.zipRight(Deferred.succeed(asked, undefined), Deferred.await(answer)),
-            Effect.map(services.registry.enter(id, connection, since), ([outcome, session, membership]) =>
-              [outcome, session, { leave: () => Effect.zipLeft(membership.leave(), Effect.sync(() => leaves.push("leave"))) }] as const)
+            services.registry.enter(id, connection, since, (membership) =>
+              keep === undefined
+                ? Effect.void
+                : keep({ leave: () => Effect.zipLeft(membership.leave(), Effect.sync(() => leaves.push("leave"))) }))
           )
       }
       // Another member sees the connection join, then leave.
