@@ -7,7 +7,7 @@
  * the actor's state (an update to send, a batch's outcome: see `DocumentActor.now`) is handled at once, in the
  * socket's or the storage's callback, under the same supervision: that is the hot path, with no fiber and no Effect.
  */
-import { Cause, type Clock, Context, Duration, Effect, Equal, Exit, Fiber, FiberRef, FiberRefs, Layer, Option, Runtime, Scope } from "effect"
+import { Cause, type Clock, Context, Duration, Effect, Equal, Exit, Fiber, FiberRef, FiberRefs, Layer, Option, Runtime, type Scheduler, Scope } from "effect"
 import { ServerConfig } from "../Config.js"
 import type { DocumentId } from "../Domain/Document.js"
 import { DocumentStorage, withTimeout } from "../Storage/DocumentStorage.js"
@@ -121,8 +121,8 @@ export const make: Effect.Effect<DocumentRegistryShape, never, Scope.Scope | Ser
     // document kept a copy of the whole server's Context (~1 KB); see `acquire` for the first caller's.
     const storageContext = Context.make(DocumentStorage, storage)
     const documents = yield* makeDocuments(
-      (documentId, scope) =>
-        makeSlot(documentId, settings, config.mailboxCapacity, idleMillis, idleWatch).pipe(
+      (documentId, scope, scheduler) =>
+        makeSlot(documentId, settings, config.mailboxCapacity, idleMillis, idleWatch, scheduler).pipe(
           Effect.mapInputContext(() => Context.add(storageContext, Scope.Scope, scope))
         ),
       Duration.toMillis(config.documentIdle),
@@ -209,7 +209,7 @@ export interface Documents {
  * document therefore cannot make two.
  */
 const makeDocuments = (
-  makeSlotFor: (documentId: DocumentId, scope: Scope.Scope) => Effect.Effect<Slot>,
+  makeSlotFor: (documentId: DocumentId, scope: Scope.Scope, scheduler: Scheduler.Scheduler) => Effect.Effect<Slot>,
   idleMillis: number,
   idleWatch: IdleWatch.IdleWatch
 ): Effect.Effect<Documents, never, Scope.Scope> =>
@@ -228,11 +228,11 @@ const makeDocuments = (
       fiber.addObserver(() => unloading.delete(fiber))
     }
 
-    const load = (runtime: Runtime.Runtime<never>, documentId: DocumentId): Loaded => {
+    const load = (runtime: Runtime.Runtime<never>, scheduler: Scheduler.Scheduler, documentId: DocumentId): Loaded => {
       const scope = Runtime.runSync(runtime)(Scope.make())
       let slot: Slot
       try {
-        slot = Runtime.runSync(runtime)(makeSlotFor(documentId, scope))
+        slot = Runtime.runSync(runtime)(makeSlotFor(documentId, scope, scheduler))
       } catch (defect) {
         Runtime.runFork(runtime)(Scope.close(scope, Exit.die(defect)))
         throw defect
@@ -291,7 +291,7 @@ const makeDocuments = (
             fiberRefs: FiberRefs.delete(fiber.getFiberRefs(), FiberRef.currentContext),
             runtimeFlags: Runtime.defaultRuntimeFlags
           })
-          return Effect.succeed(load(runtime, documentId))
+          return Effect.succeed(load(runtime, fiber.currentScheduler, documentId))
         }),
       release: (entry) =>
         Effect.suspend(() => {
@@ -399,12 +399,14 @@ const makeSlot = (
   settings: DocumentActor.ActorSettings,
   capacity: number,
   idleMillis: number,
-  idleWatch: IdleWatch.IdleWatch
+  idleWatch: IdleWatch.IdleWatch,
+  /** The caller's: the runtime captured here is `Runtime.runSync`'s, whose scheduler is its own, for one run. */
+  scheduler: Scheduler.Scheduler
 ): Effect.Effect<Slot, never, Scope.Scope | DocumentStorage> =>
   Effect.gen(function* () {
     // The document's fiber runs only while it has work (see `drain` below): started by the mailbox's first command
     // after it parked, on this runtime (annotated with the document, so that a start costs no annotation).
-    const runtime = yield* Effect.annotateLogs(Effect.runtime<DocumentStorage>(), "documentId", documentId)
+    const runtime = yield* Effect.annotateLogs(Effect.withScheduler(Effect.runtime<DocumentStorage>(), scheduler), "documentId", documentId)
     let running: Fiber.RuntimeFiber<void> | undefined
     const start = () => {
       running = Runtime.runFork(runtime)(drain, { immediate: false })

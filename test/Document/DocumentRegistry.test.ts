@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Context, Deferred, Duration, Effect, Exit, Fiber, FiberId, FiberRef, Layer, Option, Scope, Supervisor, TestClock } from "effect"
+import { Context, Deferred, Duration, Effect, Exit, Fiber, FiberId, FiberRef, Layer, Option, Scheduler, Scope, Supervisor, TestClock } from "effect"
 import { ServerConfig } from "../../src/Config.js"
 import type { DocumentId } from "../../src/Domain/Document.js"
 import * as DocumentActor from "../../src/Document/DocumentActor.js"
@@ -318,6 +318,42 @@ describe("DocumentRegistry", () => {
       yield* TestClock.adjust(Duration.millis(60_000))
       assert.deepStrictEqual(yield* registry.loaded, [])
     }).pipe(Effect.scoped, Effect.provide(registryLayer({ documentIdle: Duration.millis(60_000) }))))
+
+  it.effect("a document's fibers run on the scheduler of the fiber that loaded it (a host's own, say)", () =>
+    Effect.gen(function* () {
+      const id = yield* createDocument
+      // A host's scheduler: runs tasks as the default one does, and counts them.
+      let tasks = 0
+      const scheduler: Scheduler.Scheduler = {
+        shouldYield: (fiber) => Scheduler.defaultScheduler.shouldYield(fiber),
+        scheduleTask: (task, priority) => {
+          tasks++
+          Scheduler.defaultScheduler.scheduleTask(task, priority)
+        }
+      }
+      const schedulers: Array<Scheduler.Scheduler> = []
+      const recording = new (class extends Supervisor.AbstractSupervisor<void> {
+        readonly value = Effect.void
+        override onStart<A, E, R>(
+          _context: Context.Context<R>,
+          _effect: Effect.Effect<A, E, R>,
+          _parent: Option.Option<Fiber.RuntimeFiber<unknown, unknown>>,
+          fiber: Fiber.RuntimeFiber<A, E>
+        ): void {
+          schedulers.push(fiber.currentScheduler)
+        }
+      })()
+      yield* join(id, recordingConnection()).pipe(Effect.supervised(recording), Effect.withScheduler(scheduler))
+      yield* settle
+      const afterLoad = schedulers.length
+      const before = tasks
+      // The read needs the document's fiber, started (outside the host's fiber) on the runtime the document captured.
+      yield* Effect.flatMap(DocumentRegistry, (registry) => registry.read(id, 0, 10))
+      const started = schedulers.slice(afterLoad)
+      assert.isAbove(started.length, 0)
+      for (const used of started) assert.strictEqual(used, scheduler)
+      assert.isAbove(tasks, before)
+    }).pipe(Effect.scoped, Effect.provide(registryLayer())))
 
   it.effect("a reply that throws while a document is loaded does not leave the document unserved", () =>
     Effect.gen(function* () {
