@@ -152,6 +152,22 @@ class FiberStarts extends Supervisor.AbstractSupervisor<number> {
   }
 }
 
+/** Hands each fiber started under it (`Effect.supervised`), with its context, to `started`. */
+class FiberStartsWith extends Supervisor.AbstractSupervisor<void> {
+  readonly value = Effect.void
+  constructor(private readonly started: (fiber: Fiber.RuntimeFiber<unknown, unknown>, context: Context.Context<never>) => void) {
+    super()
+  }
+  override onStart<A, E, R>(
+    context: Context.Context<R>,
+    _effect: Effect.Effect<A, E, R>,
+    _parent: Option.Option<Fiber.RuntimeFiber<unknown, unknown>>,
+    fiber: Fiber.RuntimeFiber<A, E>
+  ): void {
+    this.started(fiber as Fiber.RuntimeFiber<unknown, unknown>, context as Context.Context<never>)
+  }
+}
+
 describe("DocumentRegistry", () => {
   it.effect("an update the actor took at once is sent to storage before the next batch it handles is served", () => {
     const storage = inOrderStorage()
@@ -266,18 +282,10 @@ describe("DocumentRegistry", () => {
       // The services each fiber started under the join (the document's fibers included) holds: in its context, and
       // in every context stacked under it in its FiberRefs.
       const contexts: Array<ReadonlyArray<string>> = []
-      const recording = new (class extends Supervisor.AbstractSupervisor<void> {
-        readonly value = Effect.void
-        override onStart<A, E, R>(
-          context: Context.Context<R>,
-          _effect: Effect.Effect<A, E, R>,
-          _parent: Option.Option<Fiber.RuntimeFiber<unknown, unknown>>,
-          fiber: Fiber.RuntimeFiber<A, E>
-        ): void {
-          const stacked = fiber.getFiberRefs().locals.get(FiberRef.currentContext) ?? []
-          contexts.push([context, ...stacked.map(([, value]) => value as Context.Context<never>)].flatMap((c) => [...c.unsafeMap.keys()]))
-        }
-      })()
+      const recording = new FiberStartsWith((fiber, context) => {
+        const stacked = fiber.getFiberRefs().locals.get(FiberRef.currentContext) ?? []
+        contexts.push([context, ...stacked.map(([, value]) => value as Context.Context<never>)].flatMap((c) => [...c.unsafeMap.keys()]))
+      })
       const a = recordingConnection()
       yield* join(id, a).pipe(Effect.supervised(recording))
       yield* settle
@@ -332,17 +340,7 @@ describe("DocumentRegistry", () => {
         }
       }
       const schedulers: Array<Scheduler.Scheduler> = []
-      const recording = new (class extends Supervisor.AbstractSupervisor<void> {
-        readonly value = Effect.void
-        override onStart<A, E, R>(
-          _context: Context.Context<R>,
-          _effect: Effect.Effect<A, E, R>,
-          _parent: Option.Option<Fiber.RuntimeFiber<unknown, unknown>>,
-          fiber: Fiber.RuntimeFiber<A, E>
-        ): void {
-          schedulers.push(fiber.currentScheduler)
-        }
-      })()
+      const recording = new FiberStartsWith((fiber) => schedulers.push(fiber.currentScheduler))
       yield* join(id, recordingConnection()).pipe(Effect.supervised(recording), Effect.withScheduler(scheduler))
       yield* settle
       const afterLoad = schedulers.length
