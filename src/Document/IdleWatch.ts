@@ -1,8 +1,9 @@
 /**
  * IdleWatch: one timer for the presence idleness of every loaded document, and for unloading the documents nobody
  * holds (DocumentRegistry). Each asks to be checked at a time; one fiber sleeps until the earliest time asked for
- * and runs the checks that are due, each of which says when it wants to be checked next. (A timer fiber per document held ~6 KB of heap each, a loaded document's
- * largest single cost.) Times come from the Clock, so tests drive it with TestClock.
+ * and runs the checks that are due, each of which says when it wants to be checked next. (A timer fiber per
+ * document held ~6 KB of heap each, a loaded document's largest single cost.) Times come from the Clock, so tests
+ * drive it with TestClock.
  */
 import { Cause, Duration, Effect, type Scope } from "effect"
 
