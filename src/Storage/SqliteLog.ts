@@ -18,6 +18,7 @@ import { Effect, Exit, type Scope } from "effect"
 import type { DocumentId, Snapshot, StoredUpdate } from "../Domain/Document.js"
 import { type AppendInOrder, type AppendResult, boundsItself, inOrderAppends, type NewUpdate, StorageError } from "./DocumentStorage.js"
 import type { TableNames } from "./Migrations.js"
+import { Outstanding } from "./Outstanding.js"
 
 export interface SqliteLog {
   /** `DocumentStorage.append`, committed together with every other document's appends waiting at that moment. */
@@ -69,8 +70,50 @@ interface Request {
   }
   /** When it was asked for, by the wall clock (its timeout). */
   readonly since: number
+  /** Not answered yet (it is among the outstanding requests). */
+  open: boolean
   /** Answers it, once (a timed-out request may be answered again by its transaction). */
   readonly resume: (exit: Exit.Exit<unknown, StorageError>) => void
+}
+
+/**
+ * What is posted to the worker for the requests of one flush: their fields, and every delta and snapshot's bytes
+ * packed into one buffer, transferred rather than copied. Posting a `Buffer` itself would copy the whole
+ * `ArrayBuffer` under it: for a small delta decoded from base64, Node's shared 8 KiB pool.
+ */
+interface Posted {
+  readonly bytes: ArrayBuffer
+  readonly writes: ReadonlyArray<
+    | {
+      readonly op: "append"
+      readonly id: DocumentId
+      readonly at: number
+      readonly updates: ReadonlyArray<{ readonly opId: string; readonly actorId: string; readonly offset: number; readonly length: number }>
+    }
+    | { readonly op: "snapshot"; readonly id: DocumentId; readonly version: number; readonly offset: number; readonly length: number }
+  >
+}
+
+/** The fields the worker needs of `requests` (callers' updates may carry more: an actor's command, with its reply). */
+const posted = (requests: ReadonlyArray<Request>): Posted => {
+  let size = 0
+  for (const { write } of requests) {
+    if (write.op === "snapshot") size += write.data.byteLength
+    else for (const update of write.updates) size += update.delta.byteLength
+  }
+  const bytes = new Uint8Array(size)
+  let offset = 0
+  const put = (data: Uint8Array) => {
+    bytes.set(data, offset)
+    offset += data.byteLength
+    return { offset: offset - data.byteLength, length: data.byteLength }
+  }
+  const writes = requests.map(({ id, write }) =>
+    write.op === "append"
+      ? { op: "append" as const, id, at: write.at, updates: write.updates.map(({ actorId, delta, opId }) => ({ opId, actorId, ...put(delta) })) }
+      : { op: "snapshot" as const, id, version: write.version, ...put(write.data) }
+  )
+  return { bytes: bytes.buffer, writes }
 }
 
 /** The worker's answer to one transaction: a result per batch, or why the whole transaction failed. */
@@ -179,16 +222,13 @@ export const make = (options: SqliteLogOptions): Effect.Effect<SqliteLog, Storag
       if (pending.length === 0) return
       // Closing: the finalizer fails what was not posted once the messages in flight are answered (in order).
       if (closed) return inFlight.length === 0 ? failAll(pending.splice(0, pending.length), "the storage is closed") : undefined
-      const batch = pending
-      pending = []
+      // Emptied in place: a long-lived array handed on with what it holds would keep that alive as a dead Set's
+      // table would (see Outstanding).
+      const batch = pending.splice(0)
       worker ??= start()
       try {
-        // Only the fields the worker needs: callers' updates may carry more (an actor's command, with its reply).
-        worker.postMessage(batch.map(({ id, write }) =>
-          write.op === "append"
-            ? { op: "append", id, at: write.at, updates: write.updates.map(({ actorId, delta, opId }) => ({ opId, actorId, delta })) }
-            : { op: "snapshot", id, version: write.version, data: write.data }
-        ))
+        const message = posted(batch)
+        worker.postMessage(message, [message.bytes])
       } catch (cause) {
         // Answers go out in the order writes were made (appends of a document may be in flight together): the
         // messages posted before this one are failed first, their outcome unknown, as when the worker dies, and
@@ -240,21 +280,17 @@ export const make = (options: SqliteLogOptions): Effect.Effect<SqliteLog, Storag
     )
 
     /** Every unanswered request, oldest first, for the timeout: one timer for all, set for the oldest. */
-    const outstanding = new Set<Request>()
+    const outstanding = new Outstanding<Request>()
     let timer: ReturnType<typeof setTimeout> | undefined
     const expire = () => {
       timer = undefined
-      const now = Date.now()
-      for (const request of outstanding) {
-        const left = request.since + options.timeoutMillis - now
-        if (left > 0) {
-          timer = setTimeout(expire, Math.min(left, MAX_TIMER_MILLIS)).unref()
-          return
-        }
+      const { due, nextInMillis } = outstanding.due(Date.now(), options.timeoutMillis)
+      if (nextInMillis !== undefined) timer = setTimeout(expire, Math.min(nextInMillis, MAX_TIMER_MILLIS)).unref()
+      for (const request of due) {
         request.resume(Exit.fail(new StorageError({ operation: operationOf(request), cause: `no answer within ${options.timeoutMillis} ms` })))
       }
       // What was not posted yet will never be: only a transaction already with the worker can still commit.
-      pending = pending.filter((request) => outstanding.has(request))
+      pending = pending.filter((request) => request.open)
     }
 
     /** Queues a write for the next message to the worker; `done` gets its outcome once. */
@@ -263,8 +299,9 @@ export const make = (options: SqliteLogOptions): Effect.Effect<SqliteLog, Storag
         id,
         write,
         since: Date.now(),
+        open: true,
         resume: (exit) => {
-          if (outstanding.delete(request)) done(exit)
+          if (outstanding.close(request)) done(exit)
         }
       }
       outstanding.add(request)
@@ -355,14 +392,15 @@ import("node:worker_threads").then(async ({ parentPort, receiveMessageOnPort, wo
     // Joins only ever start from the latest snapshot; older ones are dead weight (each holds a whole document).
     dropOlder: db.prepare("DELETE FROM " + w.snapshots + " WHERE document_id = ? AND version < (SELECT MAX(version) FROM " + w.snapshots + " WHERE document_id = ?)")
   }
-  const putSnapshot = (request) => {
+  // A message's deltas and snapshots are views of its one buffer (see Posted).
+  const putSnapshot = (request, all) => {
     if (s.version.get(request.id) === undefined) throw new Error("unknown document " + request.id)
-    s.putSnapshot.run(request.id, request.version, request.data)
+    s.putSnapshot.run(request.id, request.version, all.subarray(request.offset, request.offset + request.length))
     s.dropOlder.run(request.id, request.id)
     return null
   }
   // One document's batch, inside the open transaction; throws on failure.
-  const appendOne = (request) => {
+  const appendOne = (request, all) => {
     const row = s.version.get(request.id)
     if (row === undefined) throw new Error("unknown document " + request.id)
     let version = Number(row.version)
@@ -380,7 +418,7 @@ import("node:worker_threads").then(async ({ parentPort, receiveMessageOnPort, wo
         continue
       }
       version += 1
-      s.insert.run(request.id, version, update.opId, update.actorId, update.delta)
+      s.insert.run(request.id, version, update.opId, update.actorId, all.subarray(update.offset, update.offset + update.length))
       known.set(update.opId, version)
       results.push({ opId: update.opId, seq: version, duplicate: false })
     }
@@ -412,11 +450,12 @@ import("node:worker_threads").then(async ({ parentPort, receiveMessageOnPort, wo
     const replies = messages.map(() => ({ transaction, results: [] }))
     try {
       s.begin.run()
-      messages.forEach((batch, m) => {
-        for (const request of batch) {
+      messages.forEach(({ bytes, writes }, m) => {
+        const all = new Uint8Array(bytes)
+        for (const request of writes) {
           s.savepoint.run()
           try {
-            replies[m].results.push({ ok: request.op === "append" ? appendOne(request) : putSnapshot(request) })
+            replies[m].results.push({ ok: request.op === "append" ? appendOne(request, all) : putSnapshot(request, all) })
             s.release.run()
           } catch (error) {
             s.rollbackTo.run()

@@ -7,6 +7,7 @@ import { vi } from "vitest"
 import { Duration, Effect, Exit, Fiber, Layer, Schedule, Scope } from "effect"
 import { createRequire } from "node:module"
 import * as Path from "node:path"
+import { Worker } from "node:worker_threads"
 import type { DocumentId } from "../../src/Domain/Document.js"
 import { DocumentStorage, inOrderAppends, withTimeout } from "../../src/Storage/DocumentStorage.js"
 import { tableNames } from "../../src/Storage/Migrations.js"
@@ -36,6 +37,20 @@ const recorder = () => {
 }
 
 const update = (opId: string) => ({ opId, actorId: "tester", delta: new TextEncoder().encode(opId) })
+
+/** The bytes of every distinct ArrayBuffer in `value` (under typed arrays too), as structured cloning copies them. */
+const bufferBytes = (value: unknown): number => {
+  const seen = new Set<ArrayBufferLike>()
+  const visit = (v: unknown): void => {
+    if (v instanceof ArrayBuffer) seen.add(v)
+    else if (ArrayBuffer.isView(v)) seen.add(v.buffer)
+    else if (typeof v === "object" && v !== null) Object.values(v).forEach(visit)
+  }
+  visit(value)
+  let bytes = 0
+  for (const buffer of seen) bytes += buffer.byteLength
+  return bytes
+}
 
 /** A migrated database with `n` documents, its storage, and a second log on it to look at. */
 const setup = (n: number, busyTimeoutMillis = 5_000, timeoutMillis = 10_000) =>
@@ -273,5 +288,41 @@ describe("SqliteLog", () => {
       assert.isTrue(Exit.isFailure(unknown))
       const latest = yield* storage.latestSnapshot(id)
       assert.deepStrictEqual(latest.pipe((o) => (o._tag === "Some" ? [o.value.version, Array.from(o.value.data)] : null)), [2, [1, 2, 3]])
+    }))
+
+  it.scoped("deltas and snapshots that are views of a larger buffer go to the worker as their own bytes, and are stored as such", () =>
+    Effect.gen(function* () {
+      const { ids, log, storage } = yield* setup(1)
+      const id = ids[0] as DocumentId
+      // As a small delta decoded from base64 is: a view of Node's shared 8 KiB pool.
+      const pool = new Uint8Array(64 * 1024).fill(7)
+      const view = (at: number, bytes: ReadonlyArray<number>) => {
+        pool.set(bytes, at)
+        return pool.subarray(at, at + bytes.length)
+      }
+      // The bytes of the ArrayBuffers in each message to the worker: posting clones (or transfers) each whole.
+      const posted: Array<number> = []
+      const post = Worker.prototype.postMessage
+      const spy = vi.spyOn(Worker.prototype, "postMessage").mockImplementation(function(this: Worker, message, transfer) {
+        if (typeof message !== "string") posted.push(bufferBytes(message))
+        post.call(this, message, transfer)
+      })
+      yield* Effect.addFinalizer(() => Effect.sync(() => spy.mockRestore()))
+      const [appended] = yield* Effect.all(
+        [
+          log.append(id, [
+            { opId: "a", actorId: "tester", delta: view(100, [1, 2, 3]) },
+            { opId: "b", actorId: "tester", delta: view(5_000, [4, 5]) }
+          ]),
+          log.putSnapshot(id, { version: 2, data: view(40_000, [9, 8, 7, 6]) })
+        ],
+        { concurrency: "unbounded" }
+      )
+      assert.deepStrictEqual(appended.map((r) => r.seq), [1, 2])
+      assert.strictEqual(posted.length, 1, "one message for the turn")
+      assert.strictEqual(posted[0], 9, "the bytes of the views, not the 64 KiB buffer under them")
+      assert.deepStrictEqual((yield* storage.updatesAfter(id, 0, 10)).map((u) => Array.from(u.delta)), [[1, 2, 3], [4, 5]])
+      const latest = yield* storage.latestSnapshot(id)
+      assert.deepStrictEqual(latest.pipe((o) => (o._tag === "Some" ? Array.from(o.value.data) : null)), [9, 8, 7, 6])
     }))
 })
