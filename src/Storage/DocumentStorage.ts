@@ -163,7 +163,8 @@ export const makeMemory: Effect.Effect<DocumentStorageShape> = Effect.gen(functi
               continue
             }
             const seq = entry.updates.length + 1
-            const row: StoredUpdate = { seq, opId: update.opId, actorId: update.actorId, delta: update.delta }
+            // A copy of its own: a small delta is a view of Node's shared 8 KiB pool, which it would keep alive.
+            const row: StoredUpdate = { seq, opId: update.opId, actorId: update.actorId, delta: update.delta.slice() }
             entry.updates.push(row)
             entry.byOpId.set(update.opId, row)
             results.push({ opId: update.opId, seq, duplicate: false })
@@ -188,7 +189,9 @@ export const makeMemory: Effect.Effect<DocumentStorageShape> = Effect.gen(functi
       lock.withPermits(1)(
         Effect.flatMap(existing(id, "putSnapshot"), (entry) =>
           Effect.sync(() => {
-            if (!Option.exists(entry.snapshot, (s) => s.version >= snapshot.version)) entry.snapshot = Option.some(snapshot)
+            if (!Option.exists(entry.snapshot, (s) => s.version >= snapshot.version)) {
+              entry.snapshot = Option.some({ ...snapshot, data: snapshot.data.slice() })
+            }
           })
         )
       ),

@@ -266,6 +266,23 @@ const contract = (name: string, storageLayer: Layer.Layer<DocumentStorage, Stora
         expect(yield* storage.latestSnapshot(unknownId)).toEqual(Option.none())
       }))
 
+    it.effect("stores the bytes a delta or snapshot had when given: a view of a buffer the caller reuses keeps them", () =>
+      Effect.gen(function* () {
+        const storage = yield* DocumentStorage
+        const document = yield* storage.create("reused buffer")
+        // As a small delta decoded from base64 is: a view of a larger buffer that is written again later.
+        const shared = new Uint8Array(8_192)
+        shared.set([1, 2, 3], 100)
+        shared.set([4, 5, 6, 7], 200)
+        yield* storage.append(document.id, [{ opId: "a", actorId: "actor", delta: shared.subarray(100, 103) }])
+        yield* storage.putSnapshot(document.id, { version: 1, data: shared.subarray(200, 204) })
+        shared.fill(0)
+        const [stored] = yield* storage.updatesAfter(document.id, 0, 10)
+        expect(Array.from(stored?.delta ?? [])).toEqual([1, 2, 3])
+        const latest = yield* storage.latestSnapshot(document.id)
+        expect(Option.map(latest, (s) => Array.from(s.data))).toEqual(Option.some([4, 5, 6, 7]))
+      }))
+
     it.effect("append and putSnapshot on an unknown document fail with StorageError", () =>
       Effect.gen(function* () {
         const storage = yield* DocumentStorage
