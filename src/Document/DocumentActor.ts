@@ -511,17 +511,17 @@ export const load = (
      * Commands that wait for `inFlight` to be applied (or for room in it), in arrival order. While any wait, the
      * slot takes only `Appended` (`holding`), so the mailbox fills and its senders wait: at most one batch waits.
      */
-    let held: Array<Command> = []
+    const held: Array<Command> = []
     /** Held commands being handled now (see `abandon`). */
     let serving: ReadonlyArray<Command> = []
 
     /** Updates taken by `now`, not sent yet: one batch, sent by `flush` (or by `handle`, before anything else). */
-    let open: Array<Update> = []
+    const open: Array<Update> = []
 
     const flush = (): void => {
       if (open.length === 0) return
-      const run = open
-      open = []
+      // Emptied in place, as `held` (see Mailbox.make).
+      const run = open.splice(0)
       try {
         const started = clock.unsafeCurrentTimeNanos()
         const ahead: Array<Update> = []
@@ -531,7 +531,7 @@ export const load = (
         if (pending.length > 0) send(appendInOrder as AppendInOrder, pending, started)
       } catch (defect) {
         // A crash: the supervisor fails them (`abandon`; replies count once).
-        open = run
+        open.push(...run)
         throw defect
       }
     }
@@ -574,6 +574,7 @@ export const load = (
           answer(batch.pending[i] as Update, { _tag: "Failed", message: STORAGE_FAILED }, batch.started)
           batch.answered = i + 1
         }
+        release(batch)
         return Effect.gen(function* () {
           const error = Cause.failureOption(exit.cause)
           yield* Effect.logWarning("append failed; nothing acked", Option.isSome(error) ? error.value.message : Cause.pretty(exit.cause))
@@ -618,6 +619,7 @@ export const load = (
         batch.answered = i + 1
       }
       maybeRequestSnapshot(pending[pending.length - 1]?.origin)
+      release(batch)
     }
 
     /** Remembers and relays one stored update; its answer. */
@@ -746,8 +748,7 @@ export const load = (
             // What waited for it, before the rest of this batch (which came later). Kept in `serving` meanwhile,
             // for a supervisor that drops this actor halfway (it fails them; replies count once).
             if (held.length > 0) {
-              serving = held
-              held = []
+              serving = held.splice(0)
               yield* handle(serving)
               serving = []
             }
@@ -789,10 +790,8 @@ export const load = (
       busy: () => inFlight.length > 0 || held.length > 0,
       holding: () => held.length > 0,
       abandon: () => {
-        const waiting = [...open, ...serving, ...held]
-        open = []
+        const waiting = [...open.splice(0), ...serving, ...held.splice(0)]
         serving = []
-        held = []
         return waiting
       }
     })
@@ -829,7 +828,11 @@ const settle = (
 
 /** A batch of updates sent to storage and not applied yet. */
 interface InFlight {
-  readonly pending: ReadonlyArray<Update>
+  /**
+   * Its updates; let go once all are answered (`release`): the batch may outlive them (an `Appended` waiting in a
+   * mailbox), and whatever keeps it keeps them, with their frames and replies.
+   */
+  pending: ReadonlyArray<Update>
   readonly started: bigint
   readonly committing: bigint
   /**
@@ -838,6 +841,14 @@ interface InFlight {
    * answered ones again. (On the sequential path a crash fails the batch's commands through the supervisor.)
    */
   answered: number
+}
+
+const NO_UPDATES: ReadonlyArray<Update> = []
+
+/** Lets go of a batch's updates once all are answered (nothing is left for `answerFrom`). */
+const release = (batch: InFlight): void => {
+  batch.pending = NO_UPDATES
+  batch.answered = 0
 }
 
 /**

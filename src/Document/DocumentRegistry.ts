@@ -474,7 +474,7 @@ const makeSlot = (
       return true
     }
 
-    const load = (commands: ReadonlyArray<DocumentActor.Command>) =>
+    const load = (commands: Array<DocumentActor.Command>) =>
       Effect.gen(function* () {
         const loaded = yield* DocumentActor.load(documentId, members, settings, deliver).pipe(Effect.exit)
         if (Exit.isFailure(loaded)) {
@@ -496,10 +496,15 @@ const makeSlot = (
     /**
      * Runs one batch on the actor (loading it first if needed), under supervision: a defect while loading (a reply
      * that throws) is a crash too, else the fiber would die with the mailbox neither parked nor taken from.
+     * The batch is emptied once handled: measured, these arrays were otherwise kept, with the commands, frames and
+     * replies they hold, until V8's next full collection (docs/performance.md, thirteenth round).
      */
-    const run = (commands: ReadonlyArray<DocumentActor.Command>): Effect.Effect<void, never, DocumentStorage> =>
-      Effect.flatMap(Effect.exit(Option.isNone(actor) ? load(commands) : actor.value.handle(commands)), (handled) =>
-        Exit.isFailure(handled) ? crashed(handled.cause, commands) : Effect.void)
+    const run = (commands: Array<DocumentActor.Command>): Effect.Effect<void, never, DocumentStorage> =>
+      Effect.flatMap(Effect.exit(Option.isNone(actor) ? load(commands) : actor.value.handle(commands)), (handled) => {
+        if (Exit.isFailure(handled)) return crashed(handled.cause, commands)
+        commands.length = 0
+        return Effect.void
+      })
 
     Metrics.add(Metrics.documentsLoaded, 1)
     yield* Effect.addFinalizer(() =>

@@ -12,6 +12,7 @@
  */
 import { Effect } from "effect"
 
+/** Every take returns a new array, the taker's own (it may empty it once done: see DocumentRegistry's `run`). */
 export interface Mailbox<A> {
   /** Puts an item in if there is room (and no sender waiting), without an Effect; false when it did not. */
   readonly unsafeOffer: (item: A) => boolean
@@ -23,23 +24,23 @@ export interface Mailbox<A> {
    */
   readonly unsafeOfferAlways: (item: A) => boolean
   /** Takes what is waiting in that lane only, waiting while there is none (the rest waits, and fills the mailbox). */
-  readonly takeOwn: Effect.Effect<ReadonlyArray<A>>
+  readonly takeOwn: Effect.Effect<Array<A>>
   /** Puts items in, in order, waiting while the mailbox is full. Interrupted once the mailbox is shut down. */
   readonly offerAll: (items: Iterable<A>) => Effect.Effect<void>
   /**
    * Takes what is waiting, 1 to `maxBatch` items in arrival order, waiting while there is none. What a waiting
    * taker gets is what has arrived by the time its fiber runs again, not only the item that woke it.
    */
-  readonly take: Effect.Effect<ReadonlyArray<A>>
+  readonly take: Effect.Effect<Array<A>>
   /**
    * `take` without waiting, for a taker that runs only while there is work (see `make`'s `onWork`): with nothing
    * waiting it returns no items and parks the mailbox, and the next item calls `onWork` (which starts a taker).
    */
-  readonly takeOrPark: Effect.Effect<ReadonlyArray<A>>
+  readonly takeOrPark: Effect.Effect<Array<A>>
   /** Stops parking: an item that comes from now on waits for a taker, and `onWork` is not called again. */
   readonly unpark: () => void
   /** Takes everything waiting now (also from waiting senders), without waiting. */
-  readonly takeAll: () => ReadonlyArray<A>
+  readonly takeAll: () => Array<A>
   /** Refuses everything from now on: waiting senders and a waiting taker are interrupted. */
   readonly shutdown: () => void
   readonly isShutdown: () => boolean
@@ -49,8 +50,6 @@ export interface Mailbox<A> {
    */
   readonly idle: () => boolean
 }
-
-const NOTHING: ReadonlyArray<never> = []
 
 /** A sender waiting for room: its items from `next` on are still to go in. */
 interface Sender<A> {
@@ -64,16 +63,19 @@ interface Sender<A> {
  * `takeOrPark`): its first item calls `onWork`, so that its taker need not exist while there is nothing to take.
  */
 export const make = <A>(capacity: number, maxBatch: number, onWork?: () => void): Mailbox<A> => {
-  let items: Array<A> = []
+  // `items` and `own` live as long as the mailbox and are emptied in place (`splice`), never handed to a taker:
+  // an array that sat empty long enough to reach V8's old generation and is then dropped with commands in it
+  // keeps them alive until the next full garbage collection (docs/performance.md, thirteenth round).
+  const items: Array<A> = []
   /** No taker exists, and the next item calls `onWork`. */
   let parked = onWork !== undefined
   /** The lane of `unsafeOfferAlways`. */
-  let own: Array<A> = []
+  const own: Array<A> = []
   /** Whether the waiting taker takes from the own lane only. */
   let takerOwnOnly = false
   let closed = false
   const senders: Array<Sender<A>> = []
-  let taker: ((effect: Effect.Effect<ReadonlyArray<A>>) => void) | undefined
+  let taker: ((effect: Effect.Effect<Array<A>>) => void) | undefined
 
   /** Moves waiting senders' items in while there is room, and lets the senders that are done go on. */
   const admit = (): void => {
@@ -87,31 +89,20 @@ export const make = <A>(capacity: number, maxBatch: number, onWork?: () => void)
   }
 
   /** The own lane's items first, then up to `maxBatch` of the others. */
-  const drain = (): ReadonlyArray<A> => {
-    let batch: Array<A>
-    if (items.length <= maxBatch) {
-      batch = items
-      items = []
-    } else {
-      batch = items.splice(0, maxBatch)
-    }
+  const drain = (): Array<A> => {
+    const batch = items.splice(0, Math.min(items.length, maxBatch))
     admit()
     if (own.length === 0) return batch
-    const first = own
-    own = []
+    const first = own.splice(0)
     for (const item of batch) first.push(item)
     return first
   }
 
-  const drainOwn = (): ReadonlyArray<A> => {
-    const batch = own
-    own = []
-    return batch
-  }
+  const drainOwn = (): Array<A> => own.splice(0)
 
   /** Evaluated when the woken taker runs again: it gets everything that arrived meanwhile. */
-  const drained: Effect.Effect<ReadonlyArray<A>> = Effect.suspend(() => take)
-  const drainedOwn: Effect.Effect<ReadonlyArray<A>> = Effect.suspend(() => takeOwn)
+  const drained: Effect.Effect<Array<A>> = Effect.suspend(() => take)
+  const drainedOwn: Effect.Effect<Array<A>> = Effect.suspend(() => takeOwn)
 
   const wake = (fromOwnLane: boolean): void => {
     if (parked) {
@@ -128,8 +119,8 @@ export const make = <A>(capacity: number, maxBatch: number, onWork?: () => void)
     taker = undefined
   })
 
-  const wait = (ownOnly: boolean): Effect.Effect<ReadonlyArray<A>> =>
-    Effect.async<ReadonlyArray<A>>((resume) => {
+  const wait = (ownOnly: boolean): Effect.Effect<Array<A>> =>
+    Effect.async<Array<A>>((resume) => {
       taker = resume
       takerOwnOnly = ownOnly
       return cancelTake
@@ -137,18 +128,18 @@ export const make = <A>(capacity: number, maxBatch: number, onWork?: () => void)
   const waitAny = wait(false)
   const waitOwn = wait(true)
 
-  const take: Effect.Effect<ReadonlyArray<A>> = Effect.suspend(() =>
+  const take: Effect.Effect<Array<A>> = Effect.suspend(() =>
     closed ? Effect.interrupt : items.length > 0 || own.length > 0 ? Effect.succeed(drain()) : waitAny
   )
 
-  const takeOrPark: Effect.Effect<ReadonlyArray<A>> = Effect.suspend(() => {
+  const takeOrPark: Effect.Effect<Array<A>> = Effect.suspend(() => {
     if (closed) return Effect.interrupt
     if (items.length > 0 || own.length > 0) return Effect.succeed(drain())
     parked = onWork !== undefined
-    return Effect.succeed(NOTHING as ReadonlyArray<A>)
+    return Effect.succeed([])
   })
 
-  const takeOwn: Effect.Effect<ReadonlyArray<A>> = Effect.suspend(() =>
+  const takeOwn: Effect.Effect<Array<A>> = Effect.suspend(() =>
     closed ? Effect.interrupt : own.length > 0 ? Effect.succeed(drainOwn()) : waitOwn
   )
 
@@ -198,10 +189,8 @@ export const make = <A>(capacity: number, maxBatch: number, onWork?: () => void)
       parked = false
     },
     takeAll: () => {
-      const all = own
-      own = []
-      for (const item of items) all.push(item)
-      items = []
+      const all = own.splice(0)
+      for (const item of items.splice(0)) all.push(item)
       for (const sender of senders.splice(0, senders.length)) {
         for (let i = sender.next; i < sender.items.length; i++) all.push(sender.items[i] as A)
         sender.resume(Effect.void)
