@@ -78,8 +78,8 @@ interface Request {
 
 /**
  * What is posted to the worker for the requests of one flush: their fields, and every delta and snapshot's bytes
- * packed into one buffer, transferred rather than copied. Posting a `Buffer` itself would copy the whole
- * `ArrayBuffer` under it: for a small delta decoded from base64, Node's shared 8 KiB pool.
+ * packed into one buffer, transferred rather than copied. Posting a view (a `Uint8Array` or `Buffer`) clones the
+ * whole `ArrayBuffer` under it: for a small delta decoded from base64, Node's shared 8 KiB pool.
  */
 interface Posted {
   readonly bytes: ArrayBuffer
@@ -145,7 +145,7 @@ export const make = (options: SqliteLogOptions): Effect.Effect<SqliteLog, Storag
     })
 
     let worker: Worker | undefined
-    let pending: Array<Request> = []
+    const pending: Array<Request> = []
     /** Messages posted to the worker and not answered yet, oldest first: the worker answers in order. */
     const inFlight: Array<ReadonlyArray<Request>> = []
     let scheduled = false
@@ -290,7 +290,11 @@ export const make = (options: SqliteLogOptions): Effect.Effect<SqliteLog, Storag
         request.resume(Exit.fail(new StorageError({ operation: operationOf(request), cause: `no answer within ${options.timeoutMillis} ms` })))
       }
       // What was not posted yet will never be: only a transaction already with the worker can still commit.
-      pending = pending.filter((request) => request.open)
+      // (Before, this ran only when every outstanding request was due: one that timed out behind one that was not
+      // could still be posted and commit.) Filtered in place, as `flush` empties it in place.
+      let kept = 0
+      for (const request of pending) if (request.open) pending[kept++] = request
+      pending.length = kept
     }
 
     /** Queues a write for the next message to the worker; `done` gets its outcome once. */

@@ -259,6 +259,56 @@ describe("SqliteLog", () => {
       assert.deepStrictEqual((yield* storage.updatesAfter(id, 0, 10)).map((u) => u.opId), ["next"])
     }).pipe(Effect.scoped))
 
+  it.live("of appends waiting to be posted, one that times out is dropped even while a later one is not due yet; the later one's timeout comes in its turn", () =>
+    Effect.gen(function* () {
+      const { ids, log, storage } = yield* setup(1)
+      const id = ids[0] as DocumentId
+      const appendThen = inOrderAppends.get(log.append)
+      assert.isDefined(appendThen)
+      const { outcomes, record } = recorder()
+      // As above: only the log's timer and the wall clock are faked, so nothing is posted while they advance.
+      vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout", "Date"] })
+      try {
+        appendThen!(id, [update("early")], record("early"))
+        vi.advanceTimersByTime(6_000)
+        appendThen!(id, [update("later")], record("later"))
+        vi.advanceTimersByTime(4_000)
+        assert.deepStrictEqual(outcomes.map(([name]) => name), ["early"], "early is due at 10 s, later at 16 s")
+        vi.advanceTimersByTime(6_000)
+      } finally {
+        vi.useRealTimers()
+      }
+      assert.deepStrictEqual(outcomes.map(([name]) => name), ["early", "later"], "the timer was set again for later")
+      for (const [, outcome] of outcomes) assert.include(outcome, "no answer within 10000 ms")
+      yield* nextTurn
+      assert.strictEqual(log.transactions(), 0, "neither was posted")
+      assert.deepStrictEqual(yield* log.append(id, [update("next")]), [{ opId: "next", seq: 1, duplicate: false }])
+      assert.deepStrictEqual((yield* storage.updatesAfter(id, 0, 10)).map((u) => u.opId), ["next"])
+    }).pipe(Effect.scoped))
+
+  it.live("an append that times out before it was posted is dropped while the one behind it, not due yet, is posted", () =>
+    Effect.gen(function* () {
+      const { ids, log, storage } = yield* setup(1)
+      const id = ids[0] as DocumentId
+      const appendThen = inOrderAppends.get(log.append)
+      assert.isDefined(appendThen)
+      const { outcomes, record } = recorder()
+      vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout", "Date"] })
+      try {
+        appendThen!(id, [update("early")], record("early"))
+        vi.advanceTimersByTime(6_000)
+        appendThen!(id, [update("later")], record("later"))
+        vi.advanceTimersByTime(4_000)
+      } finally {
+        vi.useRealTimers()
+      }
+      // The turn that posts: "later" goes to the worker and is stored; "early" failed and is not posted.
+      yield* Effect.repeat(Effect.sync(() => outcomes.length), { until: (n) => n === 2, schedule: Schedule.spaced("5 millis") })
+      assert.deepStrictEqual(outcomes, [["early", outcomes[0]?.[1] ?? ""], ["later", "stored"]])
+      assert.include(outcomes[0]?.[1] ?? "", "no answer within 10000 ms")
+      assert.deepStrictEqual((yield* storage.updatesAfter(id, 0, 10)).map((u) => u.opId), ["later"])
+    }).pipe(Effect.scoped))
+
   it.scoped("the registry's timeout wrapper leaves the log's self-bounded methods as they are (no fiber per call)", () =>
     Effect.gen(function* () {
       const { storage } = yield* setup(0)
@@ -302,10 +352,14 @@ describe("SqliteLog", () => {
       }
       // The bytes of the ArrayBuffers in each message to the worker: posting clones (or transfers) each whole.
       const posted: Array<number> = []
+      const left: Array<number> = []
       const post = Worker.prototype.postMessage
       const spy = vi.spyOn(Worker.prototype, "postMessage").mockImplementation(function(this: Worker, message, transfer) {
-        if (typeof message !== "string") posted.push(bufferBytes(message))
+        if (typeof message === "string") return post.call(this, message, transfer)
+        posted.push(bufferBytes(message))
         post.call(this, message, transfer)
+        // Transferred, not copied: what is left on this side is detached (empty).
+        left.push(bufferBytes(message))
       })
       yield* Effect.addFinalizer(() => Effect.sync(() => spy.mockRestore()))
       const [appended] = yield* Effect.all(
@@ -321,6 +375,7 @@ describe("SqliteLog", () => {
       assert.deepStrictEqual(appended.map((r) => r.seq), [1, 2])
       assert.strictEqual(posted.length, 1, "one message for the turn")
       assert.strictEqual(posted[0], 9, "the bytes of the views, not the 64 KiB buffer under them")
+      assert.deepStrictEqual(left, [0], "the packed buffer was transferred")
       assert.deepStrictEqual((yield* storage.updatesAfter(id, 0, 10)).map((u) => Array.from(u.delta)), [[1, 2, 3], [4, 5]])
       const latest = yield* storage.latestSnapshot(id)
       assert.deepStrictEqual(latest.pipe((o) => (o._tag === "Some" ? Array.from(o.value.data) : null)), [9, 8, 7, 6])
