@@ -447,7 +447,9 @@ export const load = (
           })
         }
         yield* storage.putSnapshot(documentId, { version: command.version, data: command.data })
-        snapshot = Option.some({ version: command.version, data: command.data })
+        // A copy of its own, kept while the document is loaded: a small snapshot decoded from base64 is a view of
+        // Node's shared 8 KiB pool, which it would keep alive.
+        snapshot = Option.some({ version: command.version, data: new Uint8Array(command.data) })
         tail.dropThrough(command.version)
         requested = undefined
         command.reply({ _tag: "Accepted", version: command.version })

@@ -164,7 +164,7 @@ export const makeMemory: Effect.Effect<DocumentStorageShape> = Effect.gen(functi
             }
             const seq = entry.updates.length + 1
             // A copy of its own: a small delta is a view of Node's shared 8 KiB pool, which it would keep alive.
-            const row: StoredUpdate = { seq, opId: update.opId, actorId: update.actorId, delta: update.delta.slice() }
+            const row: StoredUpdate = { seq, opId: update.opId, actorId: update.actorId, delta: new Uint8Array(update.delta) }
             entry.updates.push(row)
             entry.byOpId.set(update.opId, row)
             results.push({ opId: update.opId, seq, duplicate: false })
@@ -190,7 +190,7 @@ export const makeMemory: Effect.Effect<DocumentStorageShape> = Effect.gen(functi
         Effect.flatMap(existing(id, "putSnapshot"), (entry) =>
           Effect.sync(() => {
             if (!Option.exists(entry.snapshot, (s) => s.version >= snapshot.version)) {
-              entry.snapshot = Option.some({ ...snapshot, data: snapshot.data.slice() })
+              entry.snapshot = Option.some({ ...snapshot, data: new Uint8Array(snapshot.data) })
             }
           })
         )

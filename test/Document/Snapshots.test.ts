@@ -68,6 +68,30 @@ describe("snapshots", () => {
       assert.deepStrictEqual((resumed.of("state")[0]?.updates as Array<{ seq: number }>).map((u) => u.seq), [12])
     }).pipe(Effect.scoped, Effect.provide(registryLayer(settings))))
 
+  it.effect("keeps its own copy of an accepted snapshot: a view of a buffer written again later does not change later joins", () =>
+    Effect.gen(function* () {
+      const { registry, id } = yield* setup
+      const a = recordingConnection()
+      const [, session] = yield* registry.join(id, a, undefined)
+      yield* updates(registry, id, 1, 10)
+      // As a small snapshot decoded from base64 is: a view of Node's shared pool.
+      const shared = Buffer.alloc(8_192)
+      shared.write("merged@10", 100)
+      const done = yield* Deferred.make<DocumentActor.SnapshotOutcome>()
+      yield* session.submit({
+        _tag: "Snapshot",
+        connection: a,
+        version: 10,
+        data: shared.subarray(100, 109),
+        reply: DocumentActor.once((o) => Deferred.unsafeDone(done, Exit.succeed(o)))
+      })
+      assert.deepStrictEqual(yield* Deferred.await(done), { _tag: "Accepted", version: 10 })
+      shared.fill(0)
+      const late = recordingConnection()
+      yield* registry.join(id, late, undefined)
+      assert.deepStrictEqual(late.of("state")[0]?.snapshot, { version: 10, snapshotB64: Buffer.from("merged@10").toString("base64") })
+    }).pipe(Effect.scoped, Effect.provide(registryLayer(settings))))
+
   it.effect("rejects a snapshot ahead of the document or too close to the latest one", () =>
     Effect.gen(function* () {
       const { registry, id } = yield* setup

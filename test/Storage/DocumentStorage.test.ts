@@ -270,8 +270,9 @@ const contract = (name: string, storageLayer: Layer.Layer<DocumentStorage, Stora
       Effect.gen(function* () {
         const storage = yield* DocumentStorage
         const document = yield* storage.create("reused buffer")
-        // As a small delta decoded from base64 is: a view of a larger buffer that is written again later.
-        const shared = new Uint8Array(8_192)
+        // As a small delta decoded from base64 is: a view of a larger buffer that is written again later (a
+        // Buffer: its `slice` is a view too).
+        const shared = Buffer.alloc(8_192)
         shared.set([1, 2, 3], 100)
         shared.set([4, 5, 6, 7], 200)
         yield* storage.append(document.id, [{ opId: "a", actorId: "actor", delta: shared.subarray(100, 103) }])
