@@ -19,7 +19,8 @@ const file = str(flags, "log", "")
 if (file === "") throw new Error("usage: gc-trace-summary.ts --log <trace-gc log> [--from ms]")
 const from = num(flags, "from", 8000)
 
-const LINE = /^\[\d+:(0x[0-9a-f]+)\]\s+(\d+) ms: (Scavenge|Mark-Compact)\S*\s+([\d.]+) \(([\d.]+)\) -> ([\d.]+) \(([\d.]+)\)/
+// Also "Mark-Compact (reduce) …" (a full collection that shrinks the heap).
+const LINE = /^\[\d+:(0x[0-9a-f]+)\]\s+(\d+) ms: (Scavenge|Mark-Compact)(?: \([^)]*\))?\s+([\d.]+) \(([\d.]+)\) -> ([\d.]+) \(([\d.]+)\)/
 let main: string | undefined
 let previousAfter: number | undefined
 const promoted: Array<number> = []
@@ -37,7 +38,8 @@ for (const line of readFileSync(file, "utf8").split("\n")) {
     previousAfter = undefined
     continue
   }
-  // The heap after a young collection grows by what it promoted (the young generation's survivors stay level).
+  // The heap after a young collection grows by what it promoted (the young generation's survivors stay level),
+  // and by what was allocated in the old generation directly since the last one (large objects, some tables).
   if (previousAfter !== undefined && t >= from) {
     promoted.push(Number(after) - previousAfter)
     at.push(t)

@@ -6,8 +6,9 @@
  * additions and deletions, and each table left behind still points at the entries it held. A dead table in the old
  * generation keeps them alive through every young collection until the next full one, so every request (with the
  * updates, frames and replies it holds) lived until then: measured, this was the largest share of what the server
- * promoted under the fanout load (docs/performance.md, thirteenth round). Here an answered request's slot is
- * cleared, and the array is compacted in place, never replaced.
+ * promoted under the fanout load (docs/performance.md, thirteenth round). Here answered requests' slots are
+ * cleared from the front (one answered behind an unanswered one stays until that one is: SqliteLog answers in
+ * order but for closing), and the array is compacted in place, never replaced.
  */
 
 /** What is kept: whether it is still unanswered (set by `Outstanding`), and since when it waits. */

@@ -49,7 +49,7 @@ describe("Outstanding", () => {
       outstanding.add(r)
       inFlight.push(r)
       if (inFlight.length > 3) outstanding.close(inFlight.shift() as Request)
-      assert.isAtMost(outstanding.slots, 2_100, `slots after ${i + 1} requests`)
+      assert.isAtMost(outstanding.slots, 1_100, `slots after ${i + 1} requests`)
       assert.deepStrictEqual(outstanding.due(Infinity, 0).due, inFlight, `every unanswered one is found after ${i + 1}`)
       assert.strictEqual(outstanding.references, inFlight.length, `no answered one is kept after ${i + 1}`)
     }
