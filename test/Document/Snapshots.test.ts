@@ -24,14 +24,19 @@ const updates = (registry: DocumentRegistry["Type"], id: DocumentId, from: numbe
     { discard: true }
   )
 
-const snapshot = (session: Session, connection: DocumentActor.Connection, version: number) =>
+const snapshot = (
+  session: Session,
+  connection: DocumentActor.Connection,
+  version: number,
+  data: Uint8Array = new TextEncoder().encode(`merged@${version}`)
+) =>
   Effect.gen(function* () {
     const done = yield* Deferred.make<DocumentActor.SnapshotOutcome>()
     yield* session.submit({
       _tag: "Snapshot",
       connection,
       version,
-      data: new TextEncoder().encode(`merged@${version}`),
+      data,
       reply: DocumentActor.once((o) => Deferred.unsafeDone(done, Exit.succeed(o)))
     })
     return yield* Deferred.await(done)
@@ -77,15 +82,7 @@ describe("snapshots", () => {
       // As a small snapshot decoded from base64 is: a view of Node's shared pool.
       const shared = Buffer.alloc(8_192)
       shared.write("merged@10", 100)
-      const done = yield* Deferred.make<DocumentActor.SnapshotOutcome>()
-      yield* session.submit({
-        _tag: "Snapshot",
-        connection: a,
-        version: 10,
-        data: shared.subarray(100, 109),
-        reply: DocumentActor.once((o) => Deferred.unsafeDone(done, Exit.succeed(o)))
-      })
-      assert.deepStrictEqual(yield* Deferred.await(done), { _tag: "Accepted", version: 10 })
+      assert.deepStrictEqual(yield* snapshot(session, a, 10, shared.subarray(100, 109)), { _tag: "Accepted", version: 10 })
       shared.fill(0)
       const late = recordingConnection()
       yield* registry.join(id, late, undefined)

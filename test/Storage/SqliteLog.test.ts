@@ -9,7 +9,7 @@ import { createRequire } from "node:module"
 import * as Path from "node:path"
 import { Worker } from "node:worker_threads"
 import type { DocumentId } from "../../src/Domain/Document.js"
-import { DocumentStorage, inOrderAppends, withTimeout } from "../../src/Storage/DocumentStorage.js"
+import { type AppendInOrder, DocumentStorage, inOrderAppends, withTimeout } from "../../src/Storage/DocumentStorage.js"
 import { tableNames } from "../../src/Storage/Migrations.js"
 import { layerSqlite } from "../../src/Storage/SqlDocumentStorage.js"
 import * as SqliteLog from "../../src/Storage/SqliteLog.js"
@@ -37,6 +37,28 @@ const recorder = () => {
 }
 
 const update = (opId: string) => ({ opId, actorId: "tester", delta: new TextEncoder().encode(opId) })
+
+/**
+ * Appends "early" at 0 s and "later" at 6 s, then lets the clock run to 10 s + `moreMillis`, with only the log's
+ * timer and the wall clock faked: its post to the worker waits for the (real) next turn, so neither is posted
+ * meanwhile. With the default bound (10 s), "early" is due at 10 s and "later" at 16 s.
+ */
+const earlyThenLater = (
+  appendThen: AppendInOrder,
+  id: DocumentId,
+  record: (name: string) => (exit: Exit.Exit<unknown, unknown>) => void,
+  moreMillis: number
+) => {
+  vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout", "Date"] })
+  try {
+    appendThen(id, [update("early")], record("early"))
+    vi.advanceTimersByTime(6_000)
+    appendThen(id, [update("later")], record("later"))
+    vi.advanceTimersByTime(4_000 + moreMillis)
+  } finally {
+    vi.useRealTimers()
+  }
+}
 
 /** The bytes of every distinct ArrayBuffer in `value` (under typed arrays too), as structured cloning copies them. */
 const bufferBytes = (value: unknown): number => {
@@ -266,18 +288,7 @@ describe("SqliteLog", () => {
       const appendThen = inOrderAppends.get(log.append)
       assert.isDefined(appendThen)
       const { outcomes, record } = recorder()
-      // As above: only the log's timer and the wall clock are faked, so nothing is posted while they advance.
-      vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout", "Date"] })
-      try {
-        appendThen!(id, [update("early")], record("early"))
-        vi.advanceTimersByTime(6_000)
-        appendThen!(id, [update("later")], record("later"))
-        vi.advanceTimersByTime(4_000)
-        assert.deepStrictEqual(outcomes.map(([name]) => name), ["early"], "early is due at 10 s, later at 16 s")
-        vi.advanceTimersByTime(6_000)
-      } finally {
-        vi.useRealTimers()
-      }
+      earlyThenLater(appendThen!, id, record, 6_000)
       assert.deepStrictEqual(outcomes.map(([name]) => name), ["early", "later"], "the timer was set again for later")
       for (const [, outcome] of outcomes) assert.include(outcome, "no answer within 10000 ms")
       yield* nextTurn
@@ -293,15 +304,8 @@ describe("SqliteLog", () => {
       const appendThen = inOrderAppends.get(log.append)
       assert.isDefined(appendThen)
       const { outcomes, record } = recorder()
-      vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout", "Date"] })
-      try {
-        appendThen!(id, [update("early")], record("early"))
-        vi.advanceTimersByTime(6_000)
-        appendThen!(id, [update("later")], record("later"))
-        vi.advanceTimersByTime(4_000)
-      } finally {
-        vi.useRealTimers()
-      }
+      earlyThenLater(appendThen!, id, record, 0)
+      assert.deepStrictEqual(outcomes.map(([name]) => name), ["early"], "early is due at 10 s, later at 16 s")
       // The turn that posts: "later" goes to the worker and is stored; "early" failed and is not posted.
       yield* Effect.repeat(Effect.sync(() => outcomes.length), { until: (n) => n === 2, schedule: Schedule.spaced("5 millis") })
       assert.deepStrictEqual(outcomes, [["early", outcomes[0]?.[1] ?? ""], ["later", "stored"]])
