@@ -39,16 +39,18 @@ const recorder = () => {
 const update = (opId: string) => ({ opId, actorId: "tester", delta: new TextEncoder().encode(opId) })
 
 /**
- * Appends "early" at 0 s and "later" at 6 s, then lets the clock run to 10 s + `moreMillis`, with only the log's
+ * Appends "early" at 0 s and "later" at 6 s (through the log's append without a fiber), then lets the clock run to 10 s + `moreMillis`, with only the log's
  * timer and the wall clock faked: its post to the worker waits for the (real) next turn, so neither is posted
  * meanwhile. With the default bound (10 s), "early" is due at 10 s and "later" at 16 s.
  */
 const earlyThenLater = (
-  appendThen: AppendInOrder,
+  log: SqliteLog.SqliteLog,
   id: DocumentId,
   record: (name: string) => (exit: Exit.Exit<unknown, unknown>) => void,
   moreMillis: number
 ) => {
+  const appendThen = inOrderAppends.get(log.append) as AppendInOrder
+  assert.isDefined(appendThen)
   vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout", "Date"] })
   try {
     appendThen(id, [update("early")], record("early"))
@@ -285,10 +287,8 @@ describe("SqliteLog", () => {
     Effect.gen(function* () {
       const { ids, log, storage } = yield* setup(1)
       const id = ids[0] as DocumentId
-      const appendThen = inOrderAppends.get(log.append)
-      assert.isDefined(appendThen)
       const { outcomes, record } = recorder()
-      earlyThenLater(appendThen!, id, record, 6_000)
+      earlyThenLater(log, id, record, 6_000)
       assert.deepStrictEqual(outcomes.map(([name]) => name), ["early", "later"], "the timer was set again for later")
       for (const [, outcome] of outcomes) assert.include(outcome, "no answer within 10000 ms")
       yield* nextTurn
@@ -301,10 +301,8 @@ describe("SqliteLog", () => {
     Effect.gen(function* () {
       const { ids, log, storage } = yield* setup(1)
       const id = ids[0] as DocumentId
-      const appendThen = inOrderAppends.get(log.append)
-      assert.isDefined(appendThen)
       const { outcomes, record } = recorder()
-      earlyThenLater(appendThen!, id, record, 0)
+      earlyThenLater(log, id, record, 0)
       assert.deepStrictEqual(outcomes.map(([name]) => name), ["early"], "early is due at 10 s, later at 16 s")
       // The turn that posts: "later" goes to the worker and is stored; "early" failed and is not posted.
       yield* Effect.repeat(Effect.sync(() => outcomes.length), { until: (n) => n === 2, schedule: Schedule.spaced("5 millis") })
