@@ -49,6 +49,8 @@ export interface SpawnOptions {
   readonly onOutput?: (chunk: string) => void
   /** Extra node options before the entry point (e.g. `--cpu-prof`). */
   readonly nodeArgs?: ReadonlyArray<string>
+  /** Another entry point, run through tsx instead of docsync (the benchmark's relays, e.g. `bench/durable-relay.ts`). */
+  readonly script?: string
 }
 
 /**
@@ -57,7 +59,7 @@ export interface SpawnOptions {
  */
 export const spawnServer = async (options: SpawnOptions): Promise<ChildServer> => {
   let lastError: Error | undefined
-  const args = await entryArgs()
+  const args = options.script === undefined ? await entryArgs() : ["--import", "tsx", options.script]
   for (let attempt = 0; attempt < PORT_ATTEMPTS; attempt++) {
     const port = await freePort()
     const server = launch(args, port, options)

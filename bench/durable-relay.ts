@@ -1,0 +1,165 @@
+/**
+ * The durable floor of the benchmark (issue 6): the baseline relay (`baseline-relay.ts`) plus what durable acks
+ * cannot do without, and nothing else. Each update is stored in SQLite before it is acked and relayed, with
+ * docsync's SQL: its tables, WAL with `synchronous = FULL`, and per update the same statements on the same kind of
+ * worker thread (a savepoint, the version, the opId lookup, the insert, the new version), with group commit (what
+ * arrives while a transaction commits goes into the next one). No validation, no limits, no Effect, no presence,
+ * no snapshots, no metrics, no logs.
+ *
+ * What it measures: the latency that storing each update durably costs on this machine before any of docsync's
+ * own work. docsync cannot be faster than this; where this relay is already over a target, so is any server
+ * that keeps these tables this way.
+ *
+ * Same wire shapes as the baseline, so the same load generator (`--kind baseline`) drives it: any document id
+ * works (its row is created on the first join). Env: PORT (default 8002), HOST (default 127.0.0.1), DATABASE_FILE
+ * (default a new file under the OS's temp directory, removed on exit), SQLITE_SYNCHRONOUS (`full` or `normal`).
+ * The tables are written out here rather than imported from `src/Storage/Migrations.ts`, so that the floor is not
+ * moved by a change to docsync: they are the SQLite form of migration 1.
+ */
+import { mkdtempSync, rmSync } from "node:fs"
+import { createServer } from "node:http"
+import { createRequire } from "node:module"
+import { tmpdir } from "node:os"
+import { join as joinPath } from "node:path"
+import { Worker } from "node:worker_threads"
+import { WebSocket, WebSocketServer } from "ws"
+
+interface Room { readonly sockets: Set<WebSocket> }
+interface Waiting { readonly ws: WebSocket; readonly room: Room; readonly opId: string; readonly actorId: string; readonly deltaB64: string }
+
+const PATH = /^\/ws\/documents\/([^/?]+)(?:\?.*)?$/
+const dir = process.env.DATABASE_FILE === undefined ? mkdtempSync(joinPath(tmpdir(), "durable-relay-")) : undefined
+const file = process.env.DATABASE_FILE ?? joinPath(dir!, "relay.db")
+const synchronous = process.env.SQLITE_SYNCHRONOUS === "normal" ? "NORMAL" : "FULL"
+
+const workerSource = `
+const { parentPort, receiveMessageOnPort, workerData: w } = require("node:worker_threads")
+const Database = require(w.driver)
+const db = new Database(w.file)
+db.pragma("journal_mode = WAL")
+db.pragma("synchronous = " + w.synchronous)
+db.pragma("foreign_keys = ON")
+db.exec(\`CREATE TABLE IF NOT EXISTS documents (position INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE,
+  title TEXT NOT NULL, version BIGINT NOT NULL DEFAULT 0, created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL,
+  deleted_at BIGINT)\`)
+db.exec(\`CREATE TABLE IF NOT EXISTS updates (document_id TEXT NOT NULL REFERENCES documents (id), seq BIGINT NOT NULL,
+  op_id TEXT NOT NULL, actor_id TEXT NOT NULL, delta BLOB NOT NULL, PRIMARY KEY (document_id, seq),
+  UNIQUE (document_id, op_id))\`)
+const s = {
+  begin: db.prepare("BEGIN IMMEDIATE"),
+  commit: db.prepare("COMMIT"),
+  savepoint: db.prepare("SAVEPOINT batch"),
+  release: db.prepare("RELEASE batch"),
+  document: db.prepare("INSERT OR IGNORE INTO documents (id, title, created_at, updated_at) VALUES (?, '', ?, ?)"),
+  version: db.prepare("SELECT version FROM documents WHERE id = ?"),
+  findOpId: db.prepare("SELECT seq FROM updates WHERE document_id = ? AND op_id = ?"),
+  insert: db.prepare("INSERT INTO updates (document_id, seq, op_id, actor_id, delta) VALUES (?, ?, ?, ?, ?)"),
+  setVersion: db.prepare("UPDATE documents SET version = ?, updated_at = ? WHERE id = ?")
+}
+const store = ([id, opId, actorId, deltaB64]) => {
+  s.savepoint.run()
+  const version = Number(s.version.get(id).version)
+  const stored = s.findOpId.get(id, opId)
+  if (stored === undefined) {
+    s.insert.run(id, version + 1, opId, actorId, Buffer.from(deltaB64, "base64"))
+    s.setVersion.run(version + 1, Date.now(), id)
+  }
+  s.release.run()
+  return stored === undefined ? version + 1 : Number(stored.seq)
+}
+// A message is { join: id } (the document's row, before its first update) or { updates: [[id, opId, ...], ...] }.
+parentPort.on("message", (first) => {
+  if (first.join !== undefined) return void s.document.run(first.join, Date.now(), Date.now())
+  const messages = [first.updates]
+  for (let next = receiveMessageOnPort(parentPort); next !== undefined; next = receiveMessageOnPort(parentPort)) {
+    if (next.message.join !== undefined) s.document.run(next.message.join, Date.now(), Date.now())
+    else messages.push(next.message.updates)
+  }
+  s.begin.run()
+  const replies = messages.map((updates) => updates.map(store))
+  s.commit.run()
+  for (const reply of replies) parentPort.postMessage(reply)
+})
+`
+const worker = new Worker(workerSource, {
+  eval: true,
+  workerData: { driver: createRequire(import.meta.url).resolve("better-sqlite3"), file, synchronous }
+})
+worker.on("error", (error) => {
+  console.error(error)
+  process.exit(1)
+})
+
+// The worker answers messages in order: each reply is for the oldest message in flight.
+const inFlight: Array<Array<Waiting>> = []
+let pending: Array<[string, Waiting]> = []
+let scheduled = false
+const flush = () => {
+  scheduled = false
+  const batch = pending
+  pending = []
+  inFlight.push(batch.map(([, waiting]) => waiting))
+  worker.postMessage({ updates: batch.map(([id, { actorId, deltaB64, opId }]) => [id, opId, actorId, deltaB64]) })
+}
+worker.on("message", (seqs: Array<number>) => {
+  const batch = inFlight.shift()!
+  batch.forEach(({ actorId, deltaB64, opId, room, ws }, i) => {
+    const seq = seqs[i]!
+    ws.send(JSON.stringify({ type: "ack", opId, seq }))
+    const out = JSON.stringify({ type: "remote_update", seq, opId, actorId, deltaB64 })
+    for (const other of room.sockets) if (other !== ws && other.readyState === WebSocket.OPEN) other.send(out)
+  })
+})
+
+const rooms = new Map<string, Room>()
+const http = createServer((req, res) => {
+  const ok = req.url === "/api/v1/health"
+  res.writeHead(ok ? 200 : 404, { "content-type": "application/json" }).end(ok ? '{"status":"ok"}' : '{"message":"not found"}')
+})
+const wss = new WebSocketServer({ noServer: true, maxPayload: 8 * 1024 * 1024 })
+http.on("upgrade", (req, socket, head) => {
+  const id = PATH.exec(req.url ?? "")?.[1]
+  if (id === undefined) return void socket.destroy()
+  wss.handleUpgrade(req, socket, head, (ws) => join(decodeURIComponent(id), ws))
+})
+
+function join(documentId: string, ws: WebSocket): void {
+  let room = rooms.get(documentId)
+  if (room === undefined) {
+    rooms.set(documentId, (room = { sockets: new Set() }))
+    worker.postMessage({ join: documentId })
+  }
+  const r = room
+  r.sockets.add(ws)
+  ws.send(JSON.stringify({ type: "state", documentId, clientId: "c", version: 0, snapshot: null, updates: [], presence: [] }))
+  ws.on("message", (data) => {
+    let msg: { type?: unknown; opId?: unknown; actorId?: unknown; deltaB64?: unknown }
+    try {
+      msg = JSON.parse(String(data))
+    } catch {
+      return void ws.send('{"type":"error","code":"bad_message","message":"not JSON"}')
+    }
+    if (msg?.type === "ping") return void ws.send('{"type":"pong"}')
+    if (msg?.type !== "update") return
+    pending.push([documentId, { ws, room: r, opId: String(msg.opId), actorId: String(msg.actorId), deltaB64: String(msg.deltaB64) }])
+    if (!scheduled) {
+      scheduled = true
+      setImmediate(flush)
+    }
+  })
+  ws.on("close", () => r.sockets.delete(ws))
+  ws.on("error", () => ws.terminate())
+}
+
+http.listen(Number(process.env.PORT ?? 8002), process.env.HOST ?? "127.0.0.1")
+const stop = () => {
+  for (const ws of wss.clients) ws.close(1001, "going away")
+  // Not `worker.terminate()`: better-sqlite3 aborts the process when its thread is stopped inside a statement.
+  http.close(() => process.exit(0))
+  setTimeout(() => process.exit(0), 1000).unref()
+}
+process.on("exit", () => {
+  if (dir !== undefined) rmSync(dir, { recursive: true, force: true })
+})
+process.on("SIGTERM", stop)
+process.on("SIGINT", stop)
