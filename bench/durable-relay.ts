@@ -12,7 +12,9 @@
  *
  * Same wire shapes as the baseline, so the same load generator (`--kind baseline`) drives it: any document id
  * works (its row is created on the first join). Env: PORT (default 8002), HOST (default 127.0.0.1), DATABASE_FILE
- * (default a new file under the OS's temp directory, removed on exit), SQLITE_SYNCHRONOUS (`full` or `normal`).
+ * (default a new file under the OS's temp directory, removed on exit), SQLITE_SYNCHRONOUS (`full`, `normal`, or
+ * `off`: no fsync at all, not durable), RELAY_TABLES (`docsync`, or `log`: one append-only table with no index, so
+ * no opId lookup and nothing a join could read by document; not a design, a lower bound on what a commit costs).
  * The tables are written out here rather than imported from `src/Storage/Migrations.ts`, so that the floor is not
  * moved by a change to docsync: they are the SQLite form of migration 1.
  */
@@ -30,7 +32,8 @@ interface Waiting { readonly ws: WebSocket; readonly room: Room; readonly opId: 
 const PATH = /^\/ws\/documents\/([^/?]+)(?:\?.*)?$/
 const dir = process.env.DATABASE_FILE === undefined ? mkdtempSync(joinPath(tmpdir(), "durable-relay-")) : undefined
 const file = process.env.DATABASE_FILE ?? joinPath(dir!, "relay.db")
-const synchronous = process.env.SQLITE_SYNCHRONOUS === "normal" ? "NORMAL" : "FULL"
+const synchronous = ({ normal: "NORMAL", off: "OFF" } as Record<string, string>)[process.env.SQLITE_SYNCHRONOUS ?? ""] ?? "FULL"
+const tables = process.env.RELAY_TABLES === "log" ? "log" : "docsync"
 
 const workerSource = `
 const { parentPort, receiveMessageOnPort, workerData: w } = require("node:worker_threads")
@@ -45,7 +48,9 @@ db.exec(\`CREATE TABLE IF NOT EXISTS documents (position INTEGER PRIMARY KEY AUT
 db.exec(\`CREATE TABLE IF NOT EXISTS updates (document_id TEXT NOT NULL REFERENCES documents (id), seq BIGINT NOT NULL,
   op_id TEXT NOT NULL, actor_id TEXT NOT NULL, delta BLOB NOT NULL, PRIMARY KEY (document_id, seq),
   UNIQUE (document_id, op_id))\`)
+db.exec("CREATE TABLE IF NOT EXISTS log (document_id TEXT NOT NULL, seq BIGINT NOT NULL, op_id TEXT NOT NULL, actor_id TEXT NOT NULL, delta BLOB NOT NULL)")
 const s = {
+  append: db.prepare("INSERT INTO log (document_id, seq, op_id, actor_id, delta) VALUES (?, ?, ?, ?, ?)"),
   begin: db.prepare("BEGIN IMMEDIATE"),
   commit: db.prepare("COMMIT"),
   savepoint: db.prepare("SAVEPOINT batch"),
@@ -55,6 +60,14 @@ const s = {
   findOpId: db.prepare("SELECT seq FROM updates WHERE document_id = ? AND op_id = ?"),
   insert: db.prepare("INSERT INTO updates (document_id, seq, op_id, actor_id, delta) VALUES (?, ?, ?, ?, ?)"),
   setVersion: db.prepare("UPDATE documents SET version = ?, updated_at = ? WHERE id = ?")
+}
+// RELAY_TABLES=log: seqs counted here, each update one row at the end of one table.
+const versions = new Map()
+const append = ([id, opId, actorId, deltaB64]) => {
+  const seq = (versions.get(id) ?? 0) + 1
+  versions.set(id, seq)
+  s.append.run(id, seq, opId, actorId, Buffer.from(deltaB64, "base64"))
+  return seq
 }
 const store = ([id, opId, actorId, deltaB64]) => {
   s.savepoint.run()
@@ -76,14 +89,14 @@ parentPort.on("message", (first) => {
     else messages.push(next.message.updates)
   }
   s.begin.run()
-  const replies = messages.map((updates) => updates.map(store))
+  const replies = messages.map((updates) => updates.map(w.tables === "log" ? append : store))
   s.commit.run()
   for (const reply of replies) parentPort.postMessage(reply)
 })
 `
 const worker = new Worker(workerSource, {
   eval: true,
-  workerData: { driver: createRequire(import.meta.url).resolve("better-sqlite3"), file, synchronous }
+  workerData: { driver: createRequire(import.meta.url).resolve("better-sqlite3"), file, synchronous, tables }
 })
 worker.on("error", (error) => {
   console.error(error)

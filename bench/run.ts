@@ -104,10 +104,25 @@ try {
   // 100 is the Linux default
 }
 
-type TargetName = "docsync-sqlite" | "docsync-sqlite-normal" | "docsync-memory" | "docsync-postgres" | "durable-floor" | "baseline"
+type TargetName =
+  | "docsync-sqlite"
+  | "docsync-sqlite-normal"
+  | "docsync-memory"
+  | "docsync-postgres"
+  | "durable-floor"
+  | "durable-floor-log"
+  | "durable-floor-nosync"
+  | "baseline"
 
 /** Servers that are not docsync and speak only the relay's subset of the protocol (no REST: any document id works). */
-const isRelay = (target: TargetName) => target === "baseline" || target === "durable-floor"
+const isRelay = (target: TargetName) => target === "baseline" || target.startsWith("durable-floor")
+
+/** The durable floor's variants (bench/durable-relay.ts): one append-only table with no index; no fsync at all. */
+const FLOOR_ENV: Record<string, Record<string, string>> = {
+  "durable-floor": {},
+  "durable-floor-log": { RELAY_TABLES: "log" },
+  "durable-floor-nosync": { SQLITE_SYNCHRONOUS: "off" }
+}
 
 interface ScenarioDef {
   /** name in the table and in --scenarios */
@@ -188,7 +203,16 @@ for (const name of selected) {
   if (!SCENARIOS.some((s) => s.name === name)) throw new Error(`unknown scenario ${name}; one of ${SCENARIOS.map((s) => s.name).join(", ")}`)
 }
 
-const TARGET_NAMES: ReadonlyArray<TargetName> = ["docsync-sqlite", "docsync-sqlite-normal", "docsync-memory", "docsync-postgres", "durable-floor", "baseline"]
+const TARGET_NAMES: ReadonlyArray<TargetName> = [
+  "docsync-sqlite",
+  "docsync-sqlite-normal",
+  "docsync-memory",
+  "docsync-postgres",
+  "durable-floor",
+  "durable-floor-log",
+  "durable-floor-nosync",
+  "baseline"
+]
 /** `--targets a,b`: the servers every selected scenario runs against, instead of its own list (e.g. many-docs on memory://). */
 const targetsFlag = flags.get("targets")?.split(",").map((t) => t.trim()).filter(Boolean) as Array<TargetName> | undefined
 for (const name of targetsFlag ?? []) {
@@ -317,8 +341,8 @@ const startServer = async (target: TargetName, env: Record<string, string>, labe
   }
   if (target === "baseline") {
     args = ["--import", "tsx", join(benchDir, "baseline-relay.ts")]
-  } else if (target === "durable-floor") {
-    serverEnv.DATABASE_FILE = join(dir, "relay.db")
+  } else if (target in FLOOR_ENV) {
+    Object.assign(serverEnv, FLOOR_ENV[target], { DATABASE_FILE: join(dir, "relay.db") })
     args = ["--import", "tsx", join(benchDir, "durable-relay.ts")]
   } else {
     if (target === "docsync-sqlite") serverEnv.DATABASE_URL = `sqlite:///${join(dir, "bench.db")}`
@@ -752,11 +776,13 @@ const tableRows = (s: Summary): Array<Row> => {
   pair("many-docs", "other processes CPU %", "otherCpu", { label: md, ratio: false })
   pair("many-docs", "server waiting for a CPU %", "serverRunWait", { label: md, ratio: false })
   // the same load on the durable floor (bench/durable-relay.ts) in place of docsync: what durable storage alone costs
-  const floor = { label: "many-docs on the durable floor", target: "durable-floor" as const }
-  pair("many-docs", "latency p50 / ms", "latency.p50", { ...floor, digits: 2 })
-  pair("many-docs", "latency p95 / ms", "latency.p95", { ...floor, digits: 2 })
-  pair("many-docs", "latency p99 / ms", "latency.p99", { ...floor, digits: 2 })
-  pair("many-docs", "server CPU %", "serverCpu", { ...floor, ratio: false })
+  for (const target of ["durable-floor", "durable-floor-log", "durable-floor-nosync"] as const) {
+    const floor = { label: `many-docs on ${target}`, target }
+    pair("many-docs", "latency p50 / ms", "latency.p50", { ...floor, digits: 2 })
+    pair("many-docs", "latency p95 / ms", "latency.p95", { ...floor, digits: 2 })
+    pair("many-docs", "latency p99 / ms", "latency.p99", { ...floor, digits: 2 })
+    pair("many-docs", "server CPU %", "serverCpu", { ...floor, ratio: false })
+  }
   const id = "idle 5,000/500"
   pair("idle", "connects/s", "connectPerSec", { label: id })
   pair("idle", "RSS per connection / KB", "rssPerConnKB", { label: id, digits: 2 })
