@@ -1,22 +1,22 @@
 /**
  * The durable floor of the benchmark (issue 6): the baseline relay (`baseline-relay.ts`) plus what durable acks
  * cannot do without, and nothing else. Each update is stored in SQLite before it is acked and relayed, with
- * docsync's SQL: its tables, WAL with `synchronous = FULL`, and per update the same statements on the same kind of
- * worker thread (a savepoint, the version, the opId lookup, the insert, the new version), with group commit (what
- * arrives while a transaction commits goes into the next one). No validation, no limits, no Effect, no presence,
- * no snapshots, no metrics, no logs.
+ * docsync's SQL: its tables (migration 1 of `src/Storage/Migrations.ts`), WAL with `synchronous = FULL`, and per
+ * update the same statements on the same kind of worker thread (a savepoint, the version, the opId lookup, the
+ * insert, the new version), with group commit (what arrives while a transaction commits goes into the next one).
+ * No validation, no limits, no Effect, no presence, no snapshots, no metrics, no logs.
  *
- * What it measures: the latency that storing each update durably costs on this machine before any of docsync's
- * own work. docsync cannot be faster than this; where this relay is already over a target, so is any server
- * that keeps these tables this way.
+ * What it measures: the latency that storing each update this way costs on this machine before any of docsync's
+ * own work. It is one implementation of docsync's SQL, not a proof about every possible one; where it is already
+ * over a target, docsync with these tables on this machine is too.
  *
  * Same wire shapes as the baseline, so the same load generator (`--kind baseline`) drives it: any document id
- * works (its row is created on the first join). Env: PORT (default 8002), HOST (default 127.0.0.1), DATABASE_FILE
- * (default a new file under the OS's temp directory, removed on exit), SQLITE_SYNCHRONOUS (`full`, `normal`, or
- * `off`: no fsync at all, not durable), RELAY_TABLES (`docsync`, or `log`: one append-only table with no index, so
- * no opId lookup and nothing a join could read by document; not a design, a lower bound on what a commit costs).
- * The tables are written out here rather than imported from `src/Storage/Migrations.ts`, so that the floor is not
- * moved by a change to docsync: they are the SQLite form of migration 1.
+ * works (its row is created on the first join). It listens once its tables exist. Env: PORT (default 8002), HOST
+ * (default 127.0.0.1), DATABASE_FILE (default a new file under the OS's temp directory, removed on exit),
+ * SQLITE_SYNCHRONOUS (`full`, `normal`, or `off`: no fsync at all, not durable), RELAY_TABLES (`docsync`, or `log`:
+ * one append-only table with no index, so no opId lookup and nothing a join could read by document; not a design,
+ * a lower bound on what a commit costs). The tables are written out here rather than imported from docsync, so that
+ * the floor is not moved by a change to docsync; `test/bench/DurableRelay.test.ts` checks that they still match.
  */
 import { mkdtempSync, rmSync } from "node:fs"
 import { createServer } from "node:http"
@@ -26,14 +26,23 @@ import { join as joinPath } from "node:path"
 import { Worker } from "node:worker_threads"
 import { WebSocket, WebSocketServer } from "ws"
 
-interface Room { readonly sockets: Set<WebSocket> }
+interface Room {
+  readonly sockets: Set<WebSocket>
+  /** The highest seq relayed: a joining socket's `state` version. */
+  version: number
+}
 interface Waiting { readonly ws: WebSocket; readonly room: Room; readonly opId: string; readonly actorId: string; readonly deltaB64: string }
 
 const PATH = /^\/ws\/documents\/([^/?]+)(?:\?.*)?$/
+const oneOf = <A extends string>(name: string, values: ReadonlyArray<A>): A => {
+  const value = process.env[name] ?? values[0]
+  if (!values.includes(value as A)) throw new Error(`${name} must be one of ${values.join(", ")}, not ${value}`)
+  return value as A
+}
+const synchronous = oneOf("SQLITE_SYNCHRONOUS", ["full", "normal", "off"]).toUpperCase()
+const tables = oneOf("RELAY_TABLES", ["docsync", "log"])
 const dir = process.env.DATABASE_FILE === undefined ? mkdtempSync(joinPath(tmpdir(), "durable-relay-")) : undefined
-const file = process.env.DATABASE_FILE ?? joinPath(dir!, "relay.db")
-const synchronous = ({ normal: "NORMAL", off: "OFF" } as Record<string, string>)[process.env.SQLITE_SYNCHRONOUS ?? ""] ?? "FULL"
-const tables = process.env.RELAY_TABLES === "log" ? "log" : "docsync"
+const file = process.env.DATABASE_FILE ?? joinPath(dir ?? ".", "relay.db")
 
 const workerSource = `
 const { parentPort, receiveMessageOnPort, workerData: w } = require("node:worker_threads")
@@ -41,14 +50,17 @@ const Database = require(w.driver)
 const db = new Database(w.file)
 db.pragma("journal_mode = WAL")
 db.pragma("synchronous = " + w.synchronous)
+db.pragma("busy_timeout = 5000")
 db.pragma("foreign_keys = ON")
 db.exec(\`CREATE TABLE IF NOT EXISTS documents (position INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE,
   title TEXT NOT NULL, version BIGINT NOT NULL DEFAULT 0, created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL,
   deleted_at BIGINT)\`)
-db.exec(\`CREATE TABLE IF NOT EXISTS updates (document_id TEXT NOT NULL REFERENCES documents (id), seq BIGINT NOT NULL,
-  op_id TEXT NOT NULL, actor_id TEXT NOT NULL, delta BLOB NOT NULL, PRIMARY KEY (document_id, seq),
-  UNIQUE (document_id, op_id))\`)
-db.exec("CREATE TABLE IF NOT EXISTS log (document_id TEXT NOT NULL, seq BIGINT NOT NULL, op_id TEXT NOT NULL, actor_id TEXT NOT NULL, delta BLOB NOT NULL)")
+db.exec(\`CREATE TABLE IF NOT EXISTS document_updates (document_id TEXT NOT NULL REFERENCES documents (id),
+  seq BIGINT NOT NULL, op_id TEXT NOT NULL, actor_id TEXT NOT NULL, delta BLOB NOT NULL,
+  CONSTRAINT document_updates_pkey PRIMARY KEY (document_id, seq),
+  CONSTRAINT document_updates_op_id_key UNIQUE (document_id, op_id))\`)
+db.exec(\`CREATE TABLE IF NOT EXISTS log (document_id TEXT NOT NULL, seq BIGINT NOT NULL, op_id TEXT NOT NULL,
+  actor_id TEXT NOT NULL, delta BLOB NOT NULL)\`)
 const s = {
   append: db.prepare("INSERT INTO log (document_id, seq, op_id, actor_id, delta) VALUES (?, ?, ?, ?, ?)"),
   begin: db.prepare("BEGIN IMMEDIATE"),
@@ -57,17 +69,17 @@ const s = {
   release: db.prepare("RELEASE batch"),
   document: db.prepare("INSERT OR IGNORE INTO documents (id, title, created_at, updated_at) VALUES (?, '', ?, ?)"),
   version: db.prepare("SELECT version FROM documents WHERE id = ?"),
-  findOpId: db.prepare("SELECT seq FROM updates WHERE document_id = ? AND op_id = ?"),
-  insert: db.prepare("INSERT INTO updates (document_id, seq, op_id, actor_id, delta) VALUES (?, ?, ?, ?, ?)"),
+  findOpId: db.prepare("SELECT seq FROM document_updates WHERE document_id = ? AND op_id = ?"),
+  insert: db.prepare("INSERT INTO document_updates (document_id, seq, op_id, actor_id, delta) VALUES (?, ?, ?, ?, ?)"),
   setVersion: db.prepare("UPDATE documents SET version = ?, updated_at = ? WHERE id = ?")
 }
-// RELAY_TABLES=log: seqs counted here, each update one row at the end of one table.
+// RELAY_TABLES=log: seqs counted here (from 1 per run), each update one row at the end of one table.
 const versions = new Map()
 const append = ([id, opId, actorId, deltaB64]) => {
   const seq = (versions.get(id) ?? 0) + 1
   versions.set(id, seq)
   s.append.run(id, seq, opId, actorId, Buffer.from(deltaB64, "base64"))
-  return seq
+  return { seq, duplicate: false }
 }
 const store = ([id, opId, actorId, deltaB64]) => {
   s.savepoint.run()
@@ -78,21 +90,32 @@ const store = ([id, opId, actorId, deltaB64]) => {
     s.setVersion.run(version + 1, Date.now(), id)
   }
   s.release.run()
-  return stored === undefined ? version + 1 : Number(stored.seq)
+  return stored === undefined ? { seq: version + 1, duplicate: false } : { seq: Number(stored.seq), duplicate: true }
 }
-// A message is { join: id } (the document's row, before its first update) or { updates: [[id, opId, ...], ...] }.
+const exit = () => {
+  db.close()
+  process.exit(0)
+}
+// A message is { join: id } (the document's row, before its first update), { updates: [[id, opId, ...], ...] },
+// or "exit" (after the transaction in hand: a worker stopped inside a statement aborts the whole process).
+const joinOf = (message) => s.document.run(message.join, Date.now(), Date.now())
 parentPort.on("message", (first) => {
-  if (first.join !== undefined) return void s.document.run(first.join, Date.now(), Date.now())
+  if (first === "exit") return exit()
+  if (first.join !== undefined) return void joinOf(first)
   const messages = [first.updates]
+  let exitAfter = false
   for (let next = receiveMessageOnPort(parentPort); next !== undefined; next = receiveMessageOnPort(parentPort)) {
-    if (next.message.join !== undefined) s.document.run(next.message.join, Date.now(), Date.now())
+    if (next.message === "exit") exitAfter = true
+    else if (next.message.join !== undefined) joinOf(next.message)
     else messages.push(next.message.updates)
   }
   s.begin.run()
   const replies = messages.map((updates) => updates.map(w.tables === "log" ? append : store))
   s.commit.run()
   for (const reply of replies) parentPort.postMessage(reply)
+  if (exitAfter) exit()
 })
+parentPort.postMessage("ready")
 `
 const worker = new Worker(workerSource, {
   eval: true,
@@ -104,7 +127,7 @@ worker.on("error", (error) => {
 })
 
 // The worker answers messages in order: each reply is for the oldest message in flight.
-const inFlight: Array<Array<Waiting>> = []
+const inFlight: Array<ReadonlyArray<Waiting>> = []
 let pending: Array<[string, Waiting]> = []
 let scheduled = false
 const flush = () => {
@@ -114,13 +137,20 @@ const flush = () => {
   inFlight.push(batch.map(([, waiting]) => waiting))
   worker.postMessage({ updates: batch.map(([id, { actorId, deltaB64, opId }]) => [id, opId, actorId, deltaB64]) })
 }
-worker.on("message", (seqs: Array<number>) => {
-  const batch = inFlight.shift()!
-  batch.forEach(({ actorId, deltaB64, opId, room, ws }, i) => {
-    const seq = seqs[i]!
-    ws.send(JSON.stringify({ type: "ack", opId, seq }))
-    const out = JSON.stringify({ type: "remote_update", seq, opId, actorId, deltaB64 })
-    for (const other of room.sockets) if (other !== ws && other.readyState === WebSocket.OPEN) other.send(out)
+const ready = new Promise<void>((resolve) => {
+  worker.on("message", (reply: "ready" | ReadonlyArray<{ readonly seq: number; readonly duplicate: boolean }>) => {
+    if (reply === "ready") return resolve()
+    const batch = inFlight.shift() ?? []
+    batch.forEach(({ actorId, deltaB64, opId, room, ws }, i) => {
+      const result = reply[i]
+      if (result === undefined) return
+      ws.send(JSON.stringify(result.duplicate ? { type: "ack", opId, seq: result.seq, duplicate: true } : { type: "ack", opId, seq: result.seq }))
+      // A duplicate was relayed when it was stored.
+      if (result.duplicate) return
+      room.version = Math.max(room.version, result.seq)
+      const out = JSON.stringify({ type: "remote_update", seq: result.seq, opId, actorId, deltaB64 })
+      for (const other of room.sockets) if (other !== ws && other.readyState === WebSocket.OPEN) other.send(out)
+    })
   })
 })
 
@@ -139,12 +169,12 @@ http.on("upgrade", (req, socket, head) => {
 function join(documentId: string, ws: WebSocket): void {
   let room = rooms.get(documentId)
   if (room === undefined) {
-    rooms.set(documentId, (room = { sockets: new Set() }))
+    rooms.set(documentId, (room = { sockets: new Set(), version: 0 }))
     worker.postMessage({ join: documentId })
   }
   const r = room
   r.sockets.add(ws)
-  ws.send(JSON.stringify({ type: "state", documentId, clientId: "c", version: 0, snapshot: null, updates: [], presence: [] }))
+  ws.send(JSON.stringify({ type: "state", documentId, clientId: "c", version: r.version, snapshot: null, updates: [], presence: [] }))
   ws.on("message", (data) => {
     let msg: { type?: unknown; opId?: unknown; actorId?: unknown; deltaB64?: unknown }
     try {
@@ -164,12 +194,14 @@ function join(documentId: string, ws: WebSocket): void {
   ws.on("error", () => ws.terminate())
 }
 
-http.listen(Number(process.env.PORT ?? 8002), process.env.HOST ?? "127.0.0.1")
+void ready.then(() => http.listen(Number(process.env.PORT ?? 8002), process.env.HOST ?? "127.0.0.1"))
 const stop = () => {
   for (const ws of wss.clients) ws.close(1001, "going away")
-  // Not `worker.terminate()`: better-sqlite3 aborts the process when its thread is stopped inside a statement.
-  http.close(() => process.exit(0))
-  setTimeout(() => process.exit(0), 1000).unref()
+  http.close()
+  // The worker finishes the transaction in hand, closes the database and exits (see "exit" in its source).
+  worker.once("exit", () => process.exit(0))
+  worker.postMessage("exit")
+  setTimeout(() => process.exit(0), 5000).unref()
 }
 process.on("exit", () => {
   if (dir !== undefined) rmSync(dir, { recursive: true, force: true })

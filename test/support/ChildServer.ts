@@ -54,7 +54,7 @@ export interface SpawnOptions {
 }
 
 /**
- * Spawns `src/main.ts` and resolves once `GET /api/v1/health` answers 200. Rejects (after killing the child) if it
+ * Spawns `src/main.ts` (or `options.script`) and resolves once `GET /api/v1/health` answers 200. Rejects (after killing the child) if it
  * exits first or does not become healthy in time, with its output in the message.
  */
 export const spawnServer = async (options: SpawnOptions): Promise<ChildServer> => {
@@ -66,11 +66,11 @@ export const spawnServer = async (options: SpawnOptions): Promise<ChildServer> =
     const ready = await waitHealthy(server, options.readyWithinMs ?? 45_000)
     if (ready === "ready") return server
     await kill(server, "SIGKILL")
-    lastError = new Error(`docsync did not start (${ready}):\n${server.output()}`)
+    lastError = new Error(`${options.script ?? "docsync"} did not start (${ready}):\n${server.output()}`)
     // Only a lost race for the port is worth another attempt.
     if (!/EADDRINUSE/.test(server.output())) break
   }
-  throw lastError ?? new Error("docsync did not start")
+  throw lastError ?? new Error(`${options.script ?? "docsync"} did not start`)
 }
 
 /**
