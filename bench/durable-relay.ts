@@ -4,7 +4,9 @@
  * docsync's SQL: its tables (migration 1 of `src/Storage/Migrations.ts`), WAL with `synchronous = FULL`, and per
  * update the same statements on the same kind of worker thread (a savepoint, the version, the opId lookup, the
  * insert, the new version), with group commit (what arrives while a transaction commits goes into the next one).
- * No validation, no limits, no Effect, no presence, no snapshots, no metrics, no logs.
+ * Snapshots as docsync takes them: every SNAPSHOT_EVERY updates (default 100, docsync's default) the sender of
+ * the latest is asked for one, which is stored in the same transactions as the updates (the older ones deleted)
+ * and acked. No validation, no limits, no Effect, no presence, no metrics, no logs.
  *
  * What it measures: the latency that storing each update this way costs on this machine before any of docsync's
  * own work. It is one implementation of docsync's SQL, not a proof about every possible one; where it is already
@@ -13,7 +15,7 @@
  * Same wire shapes as the baseline, so the same load generator (`--kind baseline`) drives it: any document id
  * works (its row is created on the first join). It listens once its tables exist. Env: PORT (default 8002), HOST
  * (default 127.0.0.1), DATABASE_FILE (default a new file under the OS's temp directory, removed on exit),
- * SQLITE_SYNCHRONOUS (`full`, `normal`, or `off`: no fsync at all, not durable), RELAY_TABLES (`docsync`, or `log`:
+ * SNAPSHOT_EVERY, SQLITE_SYNCHRONOUS (`full`, `normal`, or `off`: no fsync at all, not durable), RELAY_TABLES (`docsync`, or `log`:
  * one append-only table with no index, so no opId lookup and nothing a join could read by document; not a design,
  * a lower bound on what a commit costs). The tables are written out here rather than imported from docsync, so that
  * the floor is not moved by a change to docsync; `test/bench/DurableRelay.test.ts` checks that they still match.
@@ -30,6 +32,8 @@ interface Room {
   readonly sockets: Set<WebSocket>
   /** The highest seq relayed: a joining socket's `state` version. */
   version: number
+  /** The version of the latest snapshot stored, or asked for and not answered yet. */
+  snapshotVersion: number
 }
 interface Waiting { readonly ws: WebSocket; readonly room: Room; readonly opId: string; readonly actorId: string; readonly deltaB64: string }
 
@@ -41,6 +45,8 @@ const oneOf = <A extends string>(name: string, values: ReadonlyArray<A>): A => {
 }
 const synchronous = oneOf("SQLITE_SYNCHRONOUS", ["full", "normal", "off"]).toUpperCase()
 const tables = oneOf("RELAY_TABLES", ["docsync", "log"])
+const snapshotEvery = Number(process.env.SNAPSHOT_EVERY ?? 100)
+if (!(Number.isInteger(snapshotEvery) && snapshotEvery >= 1)) throw new Error(`SNAPSHOT_EVERY must be an integer ≥ 1, not ${process.env.SNAPSHOT_EVERY}`)
 const dir = process.env.DATABASE_FILE === undefined ? mkdtempSync(joinPath(tmpdir(), "durable-relay-")) : undefined
 const file = process.env.DATABASE_FILE ?? joinPath(dir ?? ".", "relay.db")
 
@@ -59,6 +65,8 @@ db.exec(\`CREATE TABLE IF NOT EXISTS document_updates (document_id TEXT NOT NULL
   seq BIGINT NOT NULL, op_id TEXT NOT NULL, actor_id TEXT NOT NULL, delta BLOB NOT NULL,
   CONSTRAINT document_updates_pkey PRIMARY KEY (document_id, seq),
   CONSTRAINT document_updates_op_id_key UNIQUE (document_id, op_id))\`)
+db.exec(\`CREATE TABLE IF NOT EXISTS document_snapshots (document_id TEXT NOT NULL REFERENCES documents (id),
+  version BIGINT NOT NULL, data BLOB NOT NULL, CONSTRAINT document_snapshots_pkey PRIMARY KEY (document_id, version))\`)
 db.exec(\`CREATE TABLE IF NOT EXISTS log (document_id TEXT NOT NULL, seq BIGINT NOT NULL, op_id TEXT NOT NULL,
   actor_id TEXT NOT NULL, delta BLOB NOT NULL)\`)
 const s = {
@@ -71,7 +79,17 @@ const s = {
   version: db.prepare("SELECT version FROM documents WHERE id = ?"),
   findOpId: db.prepare("SELECT seq FROM document_updates WHERE document_id = ? AND op_id = ?"),
   insert: db.prepare("INSERT INTO document_updates (document_id, seq, op_id, actor_id, delta) VALUES (?, ?, ?, ?, ?)"),
-  setVersion: db.prepare("UPDATE documents SET version = ?, updated_at = ? WHERE id = ?")
+  setVersion: db.prepare("UPDATE documents SET version = ?, updated_at = ? WHERE id = ?"),
+  putSnapshot: db.prepare("INSERT INTO document_snapshots (document_id, version, data) VALUES (?, ?, ?) ON CONFLICT (document_id, version) DO NOTHING"),
+  dropOlder: db.prepare("DELETE FROM document_snapshots WHERE document_id = ? AND version < (SELECT MAX(version) FROM document_snapshots WHERE document_id = ?)")
+}
+const snapshot = ([id, version, snapshotB64]) => {
+  s.savepoint.run()
+  s.version.get(id)
+  s.putSnapshot.run(id, version, Buffer.from(snapshotB64, "base64"))
+  s.dropOlder.run(id, id)
+  s.release.run()
+  return version
 }
 // RELAY_TABLES=log: seqs counted here (from 1 per run), each update one row at the end of one table.
 const versions = new Map()
@@ -97,20 +115,22 @@ const exit = () => {
   process.exit(0)
 }
 // A message is { join: id } (the document's row, before its first update), { updates: [[id, opId, ...], ...] },
-// or "exit" (after the transaction in hand: a worker stopped inside a statement aborts the whole process).
+// { snapshot: [id, version, snapshotB64] }, or "exit" (after the transaction in hand: a worker stopped inside a
+// statement aborts the whole process). One reply per message but "join" and "exit".
 const joinOf = (message) => s.document.run(message.join, Date.now(), Date.now())
 parentPort.on("message", (first) => {
   if (first === "exit") return exit()
   if (first.join !== undefined) return void joinOf(first)
-  const messages = [first.updates]
+  const messages = [first]
   let exitAfter = false
   for (let next = receiveMessageOnPort(parentPort); next !== undefined; next = receiveMessageOnPort(parentPort)) {
     if (next.message === "exit") exitAfter = true
     else if (next.message.join !== undefined) joinOf(next.message)
-    else messages.push(next.message.updates)
+    else messages.push(next.message)
   }
   s.begin.run()
-  const replies = messages.map((updates) => updates.map(w.tables === "log" ? append : store))
+  const replies = messages.map((message) =>
+    message.snapshot !== undefined ? snapshot(message.snapshot) : message.updates.map(w.tables === "log" ? append : store))
   s.commit.run()
   for (const reply of replies) parentPort.postMessage(reply)
   if (exitAfter) exit()
@@ -126,31 +146,36 @@ worker.on("error", (error) => {
   process.exit(1)
 })
 
+type Stored = ReadonlyArray<{ readonly seq: number; readonly duplicate: boolean }>
 // The worker answers messages in order: each reply is for the oldest message in flight.
-const inFlight: Array<ReadonlyArray<Waiting>> = []
+const inFlight: Array<(reply: Stored | number) => void> = []
 let pending: Array<[string, Waiting]> = []
 let scheduled = false
 const flush = () => {
   scheduled = false
-  const batch = pending
+  const batch = pending.map(([, waiting]) => waiting)
+  inFlight.push((reply) => batch.forEach((waiting, i) => answer(waiting, (reply as Stored)[i])))
+  worker.postMessage({ updates: pending.map(([id, { actorId, deltaB64, opId }]) => [id, opId, actorId, deltaB64]) })
   pending = []
-  inFlight.push(batch.map(([, waiting]) => waiting))
-  worker.postMessage({ updates: batch.map(([id, { actorId, deltaB64, opId }]) => [id, opId, actorId, deltaB64]) })
+}
+const answer = ({ actorId, deltaB64, opId, room, ws }: Waiting, result: Stored[number] | undefined) => {
+  if (result === undefined) return
+  ws.send(JSON.stringify(result.duplicate ? { type: "ack", opId, seq: result.seq, duplicate: true } : { type: "ack", opId, seq: result.seq }))
+  // A duplicate was relayed when it was stored.
+  if (result.duplicate) return
+  room.version = Math.max(room.version, result.seq)
+  const out = JSON.stringify({ type: "remote_update", seq: result.seq, opId, actorId, deltaB64 })
+  for (const other of room.sockets) if (other !== ws && other.readyState === WebSocket.OPEN) other.send(out)
+  // As docsync: the sender of the latest update is asked for a snapshot every `snapshotEvery` updates.
+  if (room.version - room.snapshotVersion >= snapshotEvery) {
+    room.snapshotVersion = room.version
+    ws.send(JSON.stringify({ type: "snapshot_request", version: room.version }))
+  }
 }
 const ready = new Promise<void>((resolve) => {
-  worker.on("message", (reply: "ready" | ReadonlyArray<{ readonly seq: number; readonly duplicate: boolean }>) => {
+  worker.on("message", (reply: "ready" | Stored | number) => {
     if (reply === "ready") return resolve()
-    const batch = inFlight.shift() ?? []
-    batch.forEach(({ actorId, deltaB64, opId, room, ws }, i) => {
-      const result = reply[i]
-      if (result === undefined) return
-      ws.send(JSON.stringify(result.duplicate ? { type: "ack", opId, seq: result.seq, duplicate: true } : { type: "ack", opId, seq: result.seq }))
-      // A duplicate was relayed when it was stored.
-      if (result.duplicate) return
-      room.version = Math.max(room.version, result.seq)
-      const out = JSON.stringify({ type: "remote_update", seq: result.seq, opId, actorId, deltaB64 })
-      for (const other of room.sockets) if (other !== ws && other.readyState === WebSocket.OPEN) other.send(out)
-    })
+    inFlight.shift()?.(reply)
   })
 })
 
@@ -169,20 +194,25 @@ http.on("upgrade", (req, socket, head) => {
 function join(documentId: string, ws: WebSocket): void {
   let room = rooms.get(documentId)
   if (room === undefined) {
-    rooms.set(documentId, (room = { sockets: new Set(), version: 0 }))
+    rooms.set(documentId, (room = { sockets: new Set(), version: 0, snapshotVersion: 0 }))
     worker.postMessage({ join: documentId })
   }
   const r = room
   r.sockets.add(ws)
   ws.send(JSON.stringify({ type: "state", documentId, clientId: "c", version: r.version, snapshot: null, updates: [], presence: [] }))
   ws.on("message", (data) => {
-    let msg: { type?: unknown; opId?: unknown; actorId?: unknown; deltaB64?: unknown }
+    let msg: { type?: unknown; opId?: unknown; actorId?: unknown; deltaB64?: unknown; version?: unknown; snapshotB64?: unknown }
     try {
       msg = JSON.parse(String(data))
     } catch {
       return void ws.send('{"type":"error","code":"bad_message","message":"not JSON"}')
     }
     if (msg?.type === "ping") return void ws.send('{"type":"pong"}')
+    if (msg?.type === "snapshot") {
+      const version = Number(msg.version)
+      inFlight.push(() => ws.send(JSON.stringify({ type: "snapshot_ack", version })))
+      return void worker.postMessage({ snapshot: [documentId, version, String(msg.snapshotB64)] })
+    }
     if (msg?.type !== "update") return
     pending.push([documentId, { ws, room: r, opId: String(msg.opId), actorId: String(msg.actorId), deltaB64: String(msg.deltaB64) }])
     if (!scheduled) {

@@ -33,10 +33,10 @@ const storedUpdates = (file: string, documentId: string) =>
   withDb(file, (db) =>
     db.prepare("SELECT seq, op_id, actor_id, hex(delta) AS delta FROM document_updates WHERE document_id = ? ORDER BY seq").all(documentId))
 
-/** Columns, keys and indexes of docsync's two hot tables, as SQLite reports them. */
+/** Columns, keys and indexes of docsync's tables, as SQLite reports them. */
 const shape = (file: string) =>
   withDb(file, (db) =>
-    ["documents", "document_updates"].map((table) => ({
+    ["documents", "document_updates", "document_snapshots"].map((table) => ({
       table,
       columns: db.prepare(`PRAGMA table_info(${table})`).all(),
       foreignKeys: db.prepare(`PRAGMA foreign_key_list(${table})`).all().map(({ id: _, ...rest }) => rest),
@@ -98,6 +98,26 @@ describe("the durable floor (bench/durable-relay.ts)", () => {
       yield* bob.barrier
       assert.deepStrictEqual(bob.of("remote_update").map((frame) => frame.seq), [2])
       assert.deepStrictEqual(storedUpdates(file, "doc-1").map((row) => [row.seq, row.op_id]), [[1, "b-0"], [2, "a-1"], [3, "b-1"]])
+    }), 60_000)
+
+  it.scopedLive("asks the sender of every SNAPSHOT_EVERY-th update for a snapshot, stores it in place of the older one, and acks it", () =>
+    Effect.gen(function* () {
+      const file = Path.join(yield* tempDir, "relay.db")
+      const relay = yield* startChild({ script: "bench/durable-relay.ts", env: { DATABASE_FILE: file, SNAPSHOT_EVERY: "2" } })
+      const alice = yield* connect(relay.baseUrl, "doc-1")
+      yield* alice.take("state")
+      const snapshots = () => withDb(file, (db) => db.prepare("SELECT version, hex(data) AS data FROM document_snapshots").all())
+      for (const round of [1, 2]) {
+        for (const n of [1, 2]) {
+          yield* alice.send({ type: "update", opId: `a-${round}-${n}`, baseVersion: 0, actorId: "alice", deltaB64: "AA==" })
+        }
+        const request = yield* alice.take("snapshot_request")
+        assert.strictEqual(request.version, 2 * round)
+        yield* alice.send({ type: "snapshot", version: 2 * round, snapshotB64: Buffer.from(`state ${round}`).toString("base64") })
+        assert.strictEqual((yield* alice.take("snapshot_ack")).version, 2 * round)
+        assert.deepStrictEqual(snapshots(), [{ version: 2 * round, data: Buffer.from(`state ${round}`).toString("hex").toUpperCase() }])
+      }
+      assert.strictEqual(alice.of("snapshot_request").length, 2)
     }), 60_000)
 
   it.scopedLive("keeps docsync's tables: the same columns, keys and indexes as its migration", () =>
