@@ -6,25 +6,14 @@
  * of the room as `remote_update`, encoded once for all of them; `ping` gets `pong`. `GET /api/v1/health` answers 200
  * so the runner can wait for readiness. Any document id works. Env: PORT (default 8001), HOST (default 127.0.0.1).
  */
-import { createServer } from "node:http"
-import { WebSocket, WebSocketServer } from "ws"
+import { WebSocket } from "ws"
+import { serveRelay } from "./relay-http.js"
 
 interface Room { seq: number; readonly sockets: Set<WebSocket> }
 const rooms = new Map<string, Room>()
-const PATH = /^\/ws\/documents\/([^/?]+)(?:\?.*)?$/
 let nextClient = 0
 
-const http = createServer((req, res) => {
-  const ok = req.url === "/api/v1/health"
-  res.writeHead(ok ? 200 : 404, { "content-type": "application/json" }).end(ok ? '{"status":"ok"}' : '{"message":"not found"}')
-})
-const wss = new WebSocketServer({ noServer: true, maxPayload: 8 * 1024 * 1024 })
-
-http.on("upgrade", (req, socket, head) => {
-  const id = PATH.exec(req.url ?? "")?.[1]
-  if (id === undefined) return void socket.destroy()
-  wss.handleUpgrade(req, socket, head, (ws) => join(decodeURIComponent(id), ws))
-})
+const { http, wss } = serveRelay(join)
 
 function join(documentId: string, ws: WebSocket): void {
   let room = rooms.get(documentId)

@@ -21,12 +21,12 @@
  * the floor is not moved by a change to docsync; `test/bench/DurableRelay.test.ts` checks that they still match.
  */
 import { mkdtempSync, rmSync } from "node:fs"
-import { createServer } from "node:http"
 import { createRequire } from "node:module"
 import { tmpdir } from "node:os"
 import { join as joinPath } from "node:path"
 import { Worker } from "node:worker_threads"
-import { WebSocket, WebSocketServer } from "ws"
+import { WebSocket } from "ws"
+import { serveRelay } from "./relay-http.js"
 
 interface Room {
   readonly sockets: Set<WebSocket>
@@ -37,7 +37,6 @@ interface Room {
 }
 interface Waiting { readonly ws: WebSocket; readonly room: Room; readonly opId: string; readonly actorId: string; readonly deltaB64: string }
 
-const PATH = /^\/ws\/documents\/([^/?]+)(?:\?.*)?$/
 const oneOf = <A extends string>(name: string, values: ReadonlyArray<A>): A => {
   const value = process.env[name] ?? values[0]
   if (!values.includes(value as A)) throw new Error(`${name} must be one of ${values.join(", ")}, not ${value}`)
@@ -180,16 +179,7 @@ const ready = new Promise<void>((resolve) => {
 })
 
 const rooms = new Map<string, Room>()
-const http = createServer((req, res) => {
-  const ok = req.url === "/api/v1/health"
-  res.writeHead(ok ? 200 : 404, { "content-type": "application/json" }).end(ok ? '{"status":"ok"}' : '{"message":"not found"}')
-})
-const wss = new WebSocketServer({ noServer: true, maxPayload: 8 * 1024 * 1024 })
-http.on("upgrade", (req, socket, head) => {
-  const id = PATH.exec(req.url ?? "")?.[1]
-  if (id === undefined) return void socket.destroy()
-  wss.handleUpgrade(req, socket, head, (ws) => join(decodeURIComponent(id), ws))
-})
+const { http, wss } = serveRelay(join)
 
 function join(documentId: string, ws: WebSocket): void {
   let room = rooms.get(documentId)
