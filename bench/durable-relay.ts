@@ -3,7 +3,9 @@
  * cannot do without, and nothing else. Each update is stored in SQLite before it is acked and relayed, with
  * docsync's SQL: its tables (migration 1 of `src/Storage/Migrations.ts`), WAL with `synchronous = FULL`, and per
  * update the same statements on the same kind of worker thread (a savepoint, the version, the opId lookup, the
- * insert, the new version), with group commit (what arrives while a transaction commits goes into the next one).
+ * insert, the new version; docsync takes the savepoint and the version once per document per batch, the same
+ * while a batch holds one update of a document, as under the many-docs load), with group commit (what arrives
+ * while a transaction commits goes into the next one).
  * Snapshots as docsync takes them: every SNAPSHOT_EVERY updates (default 100, docsync's default) the sender of
  * the latest is asked for one, which is stored in the same transactions as the updates (the older ones deleted)
  * and acked. No validation, no limits, no Effect, no presence, no metrics, no logs.
@@ -15,7 +17,7 @@
  * Same wire shapes as the baseline, so the same load generator (`--kind baseline`) drives it: any document id
  * works (its row is created on the first join). It listens once its tables exist. Env: PORT (default 8002), HOST
  * (default 127.0.0.1), DATABASE_FILE (default a new file under the OS's temp directory, removed on exit),
- * SNAPSHOT_EVERY, SQLITE_SYNCHRONOUS (`full`, `normal`, or `off`: no fsync at all, not durable), RELAY_TABLES (`docsync`, or `log`:
+ * SNAPSHOT_EVERY, RELAY_BUSY_TIMEOUT_MS (default 5000, docsync's), SQLITE_SYNCHRONOUS (`full`, `normal`, or `off`: no fsync at all, not durable), RELAY_TABLES (`docsync`, or `log`:
  * one append-only table with no index, so no opId lookup and nothing a join could read by document; not a design,
  * a lower bound on what a commit costs). The tables are written out here rather than imported from docsync, so that
  * the floor is not moved by a change to docsync; `test/bench/DurableRelay.test.ts` checks that they still match.
@@ -45,6 +47,8 @@ const oneOf = <A extends string>(name: string, values: ReadonlyArray<A>): A => {
 const synchronous = oneOf("SQLITE_SYNCHRONOUS", ["full", "normal", "off"]).toUpperCase()
 const tables = oneOf("RELAY_TABLES", ["docsync", "log"])
 const snapshotEvery = Number(process.env.SNAPSHOT_EVERY ?? 100)
+// docsync's SQLITE_BUSY_TIMEOUT_MS; longer in the floor's test, which holds the write lock for a few round trips.
+const busyTimeoutMillis = Number(process.env.RELAY_BUSY_TIMEOUT_MS ?? 5000)
 if (!(Number.isInteger(snapshotEvery) && snapshotEvery >= 1)) throw new Error(`SNAPSHOT_EVERY must be an integer ≥ 1, not ${process.env.SNAPSHOT_EVERY}`)
 const dir = process.env.DATABASE_FILE === undefined ? mkdtempSync(joinPath(tmpdir(), "durable-relay-")) : undefined
 const file = process.env.DATABASE_FILE ?? joinPath(dir ?? ".", "relay.db")
@@ -55,7 +59,7 @@ const Database = require(w.driver)
 const db = new Database(w.file)
 db.pragma("journal_mode = WAL")
 db.pragma("synchronous = " + w.synchronous)
-db.pragma("busy_timeout = 5000")
+db.pragma("busy_timeout = " + w.busyTimeoutMillis)
 db.pragma("foreign_keys = ON")
 db.exec(\`CREATE TABLE IF NOT EXISTS documents (position INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE,
   title TEXT NOT NULL, version BIGINT NOT NULL DEFAULT 0, created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL,
@@ -123,8 +127,11 @@ parentPort.on("message", (first) => {
   const messages = [first]
   let exitAfter = false
   for (let next = receiveMessageOnPort(parentPort); next !== undefined; next = receiveMessageOnPort(parentPort)) {
-    if (next.message === "exit") exitAfter = true
-    else if (next.message.join !== undefined) joinOf(next.message)
+    if (next.message === "exit") {
+      // As docsync's worker: what is behind "exit" is not served.
+      exitAfter = true
+      break
+    } else if (next.message.join !== undefined) joinOf(next.message)
     else messages.push(next.message)
   }
   s.begin.run()
@@ -138,7 +145,7 @@ parentPort.postMessage("ready")
 `
 const worker = new Worker(workerSource, {
   eval: true,
-  workerData: { driver: createRequire(import.meta.url).resolve("better-sqlite3"), file, synchronous, tables }
+  workerData: { driver: createRequire(import.meta.url).resolve("better-sqlite3"), file, synchronous, tables, busyTimeoutMillis }
 })
 worker.on("error", (error) => {
   console.error(error)
@@ -153,12 +160,15 @@ let scheduled = false
 const flush = () => {
   scheduled = false
   const batch = pending.map(([, waiting]) => waiting)
-  inFlight.push((reply) => batch.forEach((waiting, i) => answer(waiting, (reply as Stored)[i])))
+  inFlight.push((reply) => {
+    if (!Array.isArray(reply) || reply.length !== batch.length) throw new Error(`a reply of ${String(reply)} for ${batch.length} updates`)
+    batch.forEach((waiting, i) => answer(waiting, (reply as Stored)[i]))
+  })
   worker.postMessage({ updates: pending.map(([id, { actorId, deltaB64, opId }]) => [id, opId, actorId, deltaB64]) })
   pending = []
 }
 const answer = ({ actorId, deltaB64, opId, room, ws }: Waiting, result: Stored[number] | undefined) => {
-  if (result === undefined) return
+  if (result === undefined) throw new Error(`no result for ${opId}`)
   ws.send(JSON.stringify(result.duplicate ? { type: "ack", opId, seq: result.seq, duplicate: true } : { type: "ack", opId, seq: result.seq }))
   // A duplicate was relayed when it was stored.
   if (result.duplicate) return
@@ -174,7 +184,9 @@ const answer = ({ actorId, deltaB64, opId, room, ws }: Waiting, result: Stored[n
 const ready = new Promise<void>((resolve) => {
   worker.on("message", (reply: "ready" | Stored | number) => {
     if (reply === "ready") return resolve()
-    inFlight.shift()?.(reply)
+    const waiting = inFlight.shift()
+    if (waiting === undefined) throw new Error("a reply from the worker with nothing in flight")
+    waiting(reply)
   })
 })
 
@@ -200,7 +212,10 @@ function join(documentId: string, ws: WebSocket): void {
     if (msg?.type === "ping") return void ws.send('{"type":"pong"}')
     if (msg?.type === "snapshot") {
       const version = Number(msg.version)
-      inFlight.push(() => ws.send(JSON.stringify({ type: "snapshot_ack", version })))
+      inFlight.push((reply) => {
+        if (reply !== version) throw new Error(`a reply of ${String(reply)} for the snapshot at ${version}`)
+        ws.send(JSON.stringify({ type: "snapshot_ack", version }))
+      })
       return void worker.postMessage({ snapshot: [documentId, version, String(msg.snapshotB64)] })
     }
     if (msg?.type !== "update") return
