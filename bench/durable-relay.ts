@@ -46,10 +46,14 @@ const oneOf = <A extends string>(name: string, values: ReadonlyArray<A>): A => {
 }
 const synchronous = oneOf("SQLITE_SYNCHRONOUS", ["full", "normal", "off"]).toUpperCase()
 const tables = oneOf("RELAY_TABLES", ["docsync", "log"])
-const snapshotEvery = Number(process.env.SNAPSHOT_EVERY ?? 100)
+const positive = (name: string, fallback: number): number => {
+  const value = Number(process.env[name] ?? fallback)
+  if (!(Number.isInteger(value) && value >= 1)) throw new Error(`${name} must be an integer ≥ 1, not ${process.env[name]}`)
+  return value
+}
+const snapshotEvery = positive("SNAPSHOT_EVERY", 100)
 // docsync's SQLITE_BUSY_TIMEOUT_MS; longer in the floor's test, which holds the write lock for a few round trips.
-const busyTimeoutMillis = Number(process.env.RELAY_BUSY_TIMEOUT_MS ?? 5000)
-if (!(Number.isInteger(snapshotEvery) && snapshotEvery >= 1)) throw new Error(`SNAPSHOT_EVERY must be an integer ≥ 1, not ${process.env.SNAPSHOT_EVERY}`)
+const busyTimeoutMillis = positive("RELAY_BUSY_TIMEOUT_MS", 5000)
 const dir = process.env.DATABASE_FILE === undefined ? mkdtempSync(joinPath(tmpdir(), "durable-relay-")) : undefined
 const file = process.env.DATABASE_FILE ?? joinPath(dir ?? ".", "relay.db")
 
