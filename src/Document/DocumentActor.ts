@@ -505,7 +505,7 @@ export const load = (
         return Effect.ignore(sendMissed)
       })
 
-    /** Appends without a fiber, in order, where the storage allows it (SQLite's commit worker). */
+    /** Appends without a fiber, in order, where the storage allows it (SQLite's commit worker, memory://). */
     const appendInOrder = inOrderAppends.get(storage.append)
     /** Batches sent and not applied yet, oldest first (only with `appendInOrder`). */
     const inFlight: Array<InFlight> = []

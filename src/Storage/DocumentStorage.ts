@@ -2,7 +2,7 @@
  * DocumentStorage: where documents, their update logs and snapshots live. One interface, several Layers:
  * `layerMemory` here, SQLite and PostgreSQL in `SqlDocumentStorage`. Every failure is a `StorageError`.
  */
-import { Context, Data, Duration, Effect, type Exit, FiberId, Layer, Option, type Scope } from "effect"
+import { Context, Data, Duration, Effect, Exit, FiberId, Layer, Option, type Scope } from "effect"
 import { type Document, type DocumentId, newDocument, type Snapshot, type StoredUpdate } from "../Domain/Document.js"
 
 /** The storage backend failed; nothing of the failed call was stored. */
@@ -99,6 +99,45 @@ export const makeMemory: Effect.Effect<DocumentStorageShape> = Effect.gen(functi
       onSome: Effect.succeed
     })
   const now = Effect.clockWith((clock) => clock.currentTimeMillis)
+  const clock = yield* Effect.clock
+
+  /** Stores what is new in one synchronous step (nothing can come between), answering an opId already stored with its seq. */
+  const appendNow = (entry: Entry, updates: ReadonlyArray<NewUpdate>, at: number): ReadonlyArray<AppendResult> => {
+    const results: Array<AppendResult> = []
+    for (const update of updates) {
+      const stored = entry.byOpId.get(update.opId)
+      if (stored !== undefined) {
+        results.push({ opId: update.opId, seq: stored.seq, duplicate: true })
+        continue
+      }
+      const seq = entry.updates.length + 1
+      // A copy of its own: a small delta is a view of Node's shared 8 KiB pool, which it would keep alive.
+      const row: StoredUpdate = { seq, opId: update.opId, actorId: update.actorId, delta: new Uint8Array(update.delta) }
+      entry.updates.push(row)
+      entry.byOpId.set(update.opId, row)
+      results.push({ opId: update.opId, seq, duplicate: false })
+    }
+    if (results.some((r) => !r.duplicate)) {
+      entry.document = { ...entry.document, version: entry.updates.length, updatedAt: at }
+    }
+    return results
+  }
+
+  const append = (id: DocumentId, updates: ReadonlyArray<NewUpdate>) =>
+    lock.withPermits(1)(
+      Effect.flatMap(existing(id, "append"), (entry) => Effect.map(now, (at) => appendNow(entry, updates, at)))
+    )
+  // The actors' path: stored at once, answered after the caller's synchronous code (as SQLite's commit worker
+  // answers later), in the order the appends were made. No fiber per append.
+  const appendThen: AppendInOrder = (id, updates, done) => {
+    const entry = live(id, true)
+    const exit = Option.isNone(entry)
+      ? Exit.fail(new StorageError({ operation: "append", cause: `unknown document ${id}` }))
+      : Exit.succeed(appendNow(entry.value, updates, clock.unsafeCurrentTimeMillis()))
+    queueMicrotask(() => done(exit))
+  }
+  inOrderAppends.set(append, appendThen)
+  boundsItself.add(append)
 
   return {
     ping: Effect.void,
@@ -150,31 +189,7 @@ export const makeMemory: Effect.Effect<DocumentStorageShape> = Effect.gen(functi
           )
         )
       ),
-    append: (id, updates) =>
-      lock.withPermits(1)(
-        Effect.gen(function* () {
-          const entry = yield* existing(id, "append")
-          const at = yield* now
-          const results: Array<AppendResult> = []
-          for (const update of updates) {
-            const stored = entry.byOpId.get(update.opId)
-            if (stored !== undefined) {
-              results.push({ opId: update.opId, seq: stored.seq, duplicate: true })
-              continue
-            }
-            const seq = entry.updates.length + 1
-            // A copy of its own: a small delta is a view of Node's shared 8 KiB pool, which it would keep alive.
-            const row: StoredUpdate = { seq, opId: update.opId, actorId: update.actorId, delta: new Uint8Array(update.delta) }
-            entry.updates.push(row)
-            entry.byOpId.set(update.opId, row)
-            results.push({ opId: update.opId, seq, duplicate: false })
-          }
-          if (results.some((r) => !r.duplicate)) {
-            entry.document = { ...entry.document, version: entry.updates.length, updatedAt: at }
-          }
-          return results
-        })
-      ),
+    append,
     findByOpId: (id, opId) =>
       Effect.sync(() => Option.flatMap(live(id, true), (e) => Option.fromNullable(e.byOpId.get(opId)))),
     updatesAfter: (id, after, limit) =>
@@ -219,9 +234,9 @@ export type AppendInOrder = (
 ) => void
 
 /**
- * The `AppendInOrder` of a storage's `append`, for the storages that have one (SQLite's commit worker): on them a
- * document actor sends its next batch while the previous one commits. PostgreSQL, with a pool of connections, may
- * commit two appends of a document in either order; memory:// needs no overlap. Not part of the public API.
+ * The `AppendInOrder` of a storage's `append`, for the storages that have one (SQLite's commit worker, memory://):
+ * on them a document actor sends its next batch while the previous one commits, without a fiber. PostgreSQL, with a
+ * pool of connections, may commit two appends of a document in either order. Not part of the public API.
  * @internal
  */
 export const inOrderAppends = new WeakMap<object, AppendInOrder>()

@@ -14,6 +14,7 @@ import {
   type AppendResult,
   DocumentStorage,
   type DocumentStorageShape,
+  inOrderAppends,
   layerMemory,
   type NewUpdate,
   StorageError
@@ -297,6 +298,30 @@ const contract = (name: string, storageLayer: Layer.Layer<DocumentStorage, Stora
   })
 
 contract("memory", layerMemory)
+
+describe("memory storage", () => {
+  it.effect("appends in order without a fiber: stored at once, answered after the caller's synchronous code, in order", () =>
+    Effect.gen(function* () {
+      const storage = yield* DocumentStorage
+      const document = yield* storage.create("Notes")
+      const appendThen = inOrderAppends.get(storage.append)
+      assert.isDefined(appendThen)
+      const answers: Array<string> = []
+      const answered = (name: string) => (exit: Exit.Exit<ReadonlyArray<AppendResult>, StorageError>) =>
+        answers.push(Exit.match(exit, { onFailure: () => `${name} failed`, onSuccess: (results) => `${name} ${results.map((r) => r.seq).join(",")}` }))
+      yield* Effect.sync(() => {
+        appendThen(document.id, [update("a"), update("b")], answered("first"))
+        appendThen(document.id, [update("c"), update("a")], answered("second"))
+        appendThen(unknownId, [update("lost")], answered("unknown"))
+        // Not answered yet, but stored: the caller goes on before its answers come.
+        expect(answers).toEqual([])
+      })
+      expect((yield* storage.updatesAfter(document.id, 0, 10)).map((u) => u.opId)).toEqual(["a", "b", "c"])
+      yield* Effect.promise(() => Promise.resolve())
+      expect(answers).toEqual(["first 1,2", "second 3,1", "unknown failed"])
+      expect(Option.map(yield* storage.get(document.id), (d) => d.version)).toEqual(Option.some(3))
+    }).pipe(Effect.provide(layerMemory)))
+})
 contract("SQLite", withSqliteFile((filename) => SqlDocumentStorage.layerSqlite({ filename })))
 contract(
   "SQLite client from the host, with a table prefix",
