@@ -838,7 +838,7 @@ interface InFlight {
   readonly started: bigint
   readonly committing: bigint
   /**
-   * How many of `pending`, from the first, have been answered. On SQLite's in-order path a crash halfway through
+   * How many of `pending`, from the first, have been answered. On the in-order path (SQLite, memory://) a crash halfway through
    * applying the outcome leaves the rest to the `Appended`'s `orphaned`, which neither answers nor counts the
    * answered ones again. (On the sequential path a crash fails the batch's commands through the supervisor.)
    */

@@ -59,7 +59,7 @@ interface Harness {
   readonly drive: <A>(effect: Effect.Effect<A>) => Effect.Effect<A>
 }
 
-/** Storage that commits one batch at a time (memory://), an actor defect standing for a crash. */
+/** Storage that commits one batch at a time (PostgreSQL's path), an actor defect standing for a crash. */
 const sequential = (): Harness => {
   let crash: "before" | "after" | undefined
   const layer = wrapStorage((inner) => ({

@@ -5,7 +5,7 @@
 import { SqlClient } from "@effect/sql"
 import { SqliteClient } from "@effect/sql-sqlite-node"
 import { assert, describe, expect, it, layer } from "@effect/vitest"
-import { Cause, Clock, Context, Effect, Either, Exit, Layer, Logger, Option, Redacted, TestClock } from "effect"
+import { Cause, Clock, Context, Duration, Effect, Either, Exit, Layer, Logger, Option, Redacted, TestClock } from "effect"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
 import * as ServerConfig from "../../src/Config.js"
@@ -16,6 +16,7 @@ import {
   type DocumentStorageShape,
   inOrderAppends,
   layerMemory,
+  withTimeout,
   type NewUpdate,
   StorageError
 } from "../../src/Storage/DocumentStorage.js"
@@ -320,6 +321,9 @@ describe("memory storage", () => {
       yield* Effect.promise(() => Promise.resolve())
       expect(answers).toEqual(["first 1,2", "second 3,1", "unknown failed"])
       expect(Option.map(yield* storage.get(document.id), (d) => d.version)).toEqual(Option.some(3))
+      // The registry bounds storage with `withTimeout`; the actors find the in-order append through it.
+      const bounded = yield* Effect.scoped(withTimeout(storage, Duration.seconds(10)))
+      expect(inOrderAppends.get(bounded.append)).toBe(appendThen)
     }).pipe(Effect.provide(layerMemory)))
 })
 contract("SQLite", withSqliteFile((filename) => SqlDocumentStorage.layerSqlite({ filename })))
