@@ -79,6 +79,27 @@ describe("IdleWatch", () => {
       assert.deepStrictEqual(late.checks, [50_000])
     }))
 
+  it.scoped("a watch that arrives after the checks ran but before the fiber waits still wakes it", () =>
+    Effect.gen(function* () {
+      const watch = yield* IdleWatch.make
+      const later = recording()
+      // Its check asks for 10,000 and, in a microtask, watches `soon` for 1,500: the microtask runs after the checks
+      // but before the fiber's race for that wait has started, while there is no wake-up to call yet.
+      const soon = recording()
+      const first = recording((now) => {
+        queueMicrotask(() => watch.watch(soon.watched, 1_500))
+        return now === 1_000 ? 10_000 : undefined
+      })
+      watch.watch(first.watched, 1_000)
+      watch.watch(later.watched, 10_000)
+      yield* advanceTo(1_000)
+      assert.deepStrictEqual(first.checks, [1_000])
+      yield* advanceTo(1_500)
+      assert.deepStrictEqual(soon.checks, [1_500], "checked at its own time, not when the fiber next woke (10,000)")
+      yield* advanceTo(10_000)
+      assert.deepStrictEqual(later.checks, [10_000])
+    }))
+
   it.scoped("an unwatched is not checked again, and the watch keeps at most a bounded few of them alive", () =>
     Effect.gen(function* () {
       const watch = yield* IdleWatch.make
