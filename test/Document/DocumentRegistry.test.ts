@@ -825,6 +825,55 @@ describe("DocumentRegistry", () => {
       )
     }).pipe(Effect.scoped)
   })
+  it.effect("a document's fiber interrupted before it ever ran: closing the registry serves the command it would have taken", () => {
+    // Not the in-order path: an update goes through the mailbox, and starts the document's fiber.
+    const storage = wrapStorage((inner) => ({ append: (id, updates) => inner.append(id, updates) }))
+    return Effect.gen(function* () {
+      const registryScope = yield* Scope.make()
+      const context = yield* Layer.buildWithScope(registryLayer({}, storage), registryScope)
+      const id = yield* Effect.provide(createDocument, context)
+      const a = recordingConnection()
+      const b = recordingConnection()
+      // The document's fibers (started on the runtime the first join's fiber gave it) report here.
+      const started: Array<Fiber.RuntimeFiber<unknown, unknown>> = []
+      const [, session] = yield* Effect.provide(join(id, a), context).pipe(
+        Effect.supervised(new FiberStartsWith((fiber) => started.push(fiber)))
+      )
+      yield* Effect.provide(join(id, b), context)
+      yield* settle
+      const before = started.length
+      const { command, done } = updateCommand(a, "op-1")
+      // Whether the fiber the update forks had ended when the update was answered (by the unloading, then).
+      let forked: Fiber.RuntimeFiber<unknown, unknown> | undefined
+      let answeredAfterItEnded: boolean | undefined
+      const offered: DocumentActor.Update = {
+        ...command,
+        reply: (outcome) => {
+          answeredAfterItEnded = forked !== undefined && forked.unsafePoll() !== null
+          return command.reply(outcome)
+        }
+      }
+      // A fresh run of this fiber: from here until the registry's close waits, it does not yield to the scheduler,
+      // so the fiber the update forks has not run when the close reaches the document.
+      yield* Effect.yieldNow()
+      assert.isTrue(session.offer(offered), "into the parked mailbox")
+      assert.strictEqual(started.length, before + 1, "the update forked the document's fiber")
+      forked = started[before]
+      yield* Scope.close(registryScope, Exit.void)
+      const exit = forked?.unsafePoll()
+      assert.isTrue(exit !== undefined && exit !== null && Exit.isInterrupted(exit), "the fiber the update forked was interrupted")
+      assert.deepStrictEqual(
+        yield* Effect.flatMap(Deferred.poll(done), (outcome) =>
+          Option.isSome(outcome) ? outcome.value : Effect.succeed<DocumentActor.UpdateOutcome | "unanswered">("unanswered")),
+        { _tag: "Stored", seq: 1 }
+      )
+      assert.isTrue(answeredAfterItEnded, "the update was served after the fiber ended, not by it")
+      assert.deepStrictEqual(b.of("remote_update").map((frame) => frame.seq), [1])
+      const stored = yield* Effect.flatMap(DocumentStorage, (s) => s.updatesAfter(id, 0, 10)).pipe(Effect.provide(context))
+      assert.deepStrictEqual(stored.map((update) => update.opId), ["op-1"])
+    }).pipe(Effect.scoped)
+  })
+
   describe("on storage that commits a document's appends in order", () => {
     it.effect("a batch is sent while the one before it is stored; acks and relays stay in seq order", () => {
       const { appends, layer, oneInFlight, sent } = inOrderStorage()
@@ -1319,6 +1368,45 @@ describe("DocumentRegistry", () => {
           assert.deepStrictEqual(seqs(b), [1])
         }).pipe(Effect.scoped, Effect.provide(registryLayer({}, layer)))
       })
+
+      it.effect("an update taken at once and not sent yet when the registry closes is sent by the unloading: stored, acked and relayed", () =>
+        Effect.gen(function* () {
+          const registryScope = yield* Scope.make()
+          // memory:// commits in order: updates are taken at once, and sent by a microtask's flush.
+          const context = yield* Layer.buildWithScope(registryLayer(), registryScope)
+          const id = yield* Effect.provide(createDocument, context)
+          const a = recordingConnection()
+          const b = recordingConnection()
+          const starts = new FiberStarts()
+          const [, session] = yield* Effect.provide(join(id, a), context).pipe(Effect.supervised(starts))
+          yield* Effect.provide(join(id, b), context)
+          yield* settle
+          const before = starts.started
+          const { command, done } = updateCommand(a, "op-1")
+          const storage = Context.get(context, DocumentStorage)
+          // A fresh run of this fiber: from here until the unloading waits for the outcome, it does not yield to the
+          // scheduler, so no microtask (the flush queued for op-1 among them) runs before the document's finalizer.
+          yield* Effect.yieldNow()
+          // Queued before op-1's flush, so it runs first: was op-1 stored before any microtask ran (by the finalizer)?
+          let storedBeforeMicrotasks: boolean | undefined
+          queueMicrotask(() => {
+            storedBeforeMicrotasks = Effect.runSync(storage.updatesAfter(id, 0, 10)).length === 1
+          })
+          assert.isTrue(session.offer(command))
+          assert.strictEqual(starts.started, before, "taken at once, without a fiber")
+          yield* Scope.close(registryScope, Exit.void)
+          // Else the microtask's flush sent it, and this test no longer shows what the finalizer's flush does.
+          assert.isTrue(storedBeforeMicrotasks, "sent by the unloading itself, before any microtask ran")
+          assert.deepStrictEqual(
+            yield* Effect.flatMap(Deferred.poll(done), (outcome) =>
+              Option.isSome(outcome) ? outcome.value : Effect.succeed<DocumentActor.UpdateOutcome | "unanswered">("unanswered")),
+            { _tag: "Stored", seq: 1 }
+          )
+          // Applied by the actor before it unloaded: an outcome that came back after would only be acked.
+          assert.deepStrictEqual(seqs(b), [1], "relayed to the other member")
+          const stored = yield* Effect.flatMap(DocumentStorage, (s) => s.updatesAfter(id, 0, 10)).pipe(Effect.provide(context))
+          assert.deepStrictEqual(stored.map((update) => update.opId), ["op-1"])
+        }).pipe(Effect.scoped))
     })
   })
 })
