@@ -13,7 +13,7 @@ import {
   inOrderAppends,
   StorageError
 } from "../../src/Storage/DocumentStorage.js"
-import { delta, recordingConnection, registryLayer, wrapStorage } from "./support.js"
+import { appendPaths, delta, recordingConnection, registryLayer, wrapStorage } from "./support.js"
 
 const createDocument = Effect.flatMap(DocumentStorage, (storage) => storage.create("doc")).pipe(
   Effect.map((document) => document.id)
@@ -214,184 +214,289 @@ describe("DocumentRegistry", () => {
     }).pipe(Effect.provide(storage.layer))
   })
 
-  it.effect("acks the sender and broadcasts to the others, never echoing to the sender", () =>
-    Effect.gen(function* () {
-      const id = yield* createDocument
-      const a = recordingConnection()
-      const b = recordingConnection()
-      const [joinedA, sessionA] = yield* join(id, a)
-      yield* join(id, b)
-      assert.deepStrictEqual(joinedA, { _tag: "Joined", version: 0 })
-      const outcome = yield* Deferred.await(yield* submit(sessionA, a, "op-1"))
-      assert.deepStrictEqual(outcome, { _tag: "Stored", seq: 1 })
-      assert.deepStrictEqual(b.of("remote_update"), [
-        { type: "remote_update", seq: 1, opId: "op-1", actorId: a.actorId, deltaB64: delta("op-1").deltaB64 }
-      ])
-      assert.strictEqual(a.of("remote_update").length, 0)
-      assert.deepStrictEqual(a.of("state")[0]?.version, 0)
-    }).pipe(Effect.scoped, Effect.provide(registryLayer())))
+  // The default storage, on both of the ways an actor stores (memory:// takes the in-order one, as SQLite does).
+  describe.each(appendPaths)("appends %s", (path, onStorage) => {
+    it.effect("the storage takes the path its name says", () =>
+      Effect.gen(function* () {
+        const storage = yield* DocumentStorage
+        assert.strictEqual(inOrderAppends.has(storage.append), path.startsWith("in order"))
+      }).pipe(Effect.provide(onStorage)))
 
-  it.effect("a loaded document with nothing to do has no fiber; its next command starts one", () =>
-    Effect.gen(function* () {
-      const id = yield* createDocument
-      // Fibers forked under the join (the document's load, and its fibers, on the runtime it captured) report here.
-      const tracker = yield* Supervisor.track
-      const a = recordingConnection()
-      yield* join(id, a).pipe(Effect.supervised(tracker))
-      yield* settle
-      assert.deepStrictEqual(yield* tracker.value, [], "every fiber of the document has ended")
-      assert.deepStrictEqual(yield* Effect.flatMap(DocumentRegistry, (registry) => registry.loaded), [id])
-      assert.deepStrictEqual(yield* update(id, "op-1"), { _tag: "Stored", seq: 1 })
-      assert.deepStrictEqual(a.of("remote_update").map((frame) => frame.opId), ["op-1"])
-      yield* settle
-      assert.deepStrictEqual(yield* tracker.value, [])
-    }).pipe(Effect.scoped, Effect.provide(registryLayer())))
+    it.effect("acks the sender and broadcasts to the others, never echoing to the sender", () =>
+      Effect.gen(function* () {
+        const id = yield* createDocument
+        const a = recordingConnection()
+        const b = recordingConnection()
+        const [joinedA, sessionA] = yield* join(id, a)
+        yield* join(id, b)
+        assert.deepStrictEqual(joinedA, { _tag: "Joined", version: 0 })
+        const outcome = yield* Deferred.await(yield* submit(sessionA, a, "op-1"))
+        assert.deepStrictEqual(outcome, { _tag: "Stored", seq: 1 })
+        assert.deepStrictEqual(b.of("remote_update"), [
+          { type: "remote_update", seq: 1, opId: "op-1", actorId: a.actorId, deltaB64: delta("op-1").deltaB64 }
+        ])
+        assert.strictEqual(a.of("remote_update").length, 0)
+        assert.deepStrictEqual(a.of("state")[0]?.version, 0)
+      }).pipe(Effect.scoped, Effect.provide(registryLayer({}, onStorage))))
 
-  it.effect("a join and a leave on a loaded document with nothing to do are served at once, without a fiber", () =>
-    Effect.gen(function* () {
-      const id = yield* createDocument
-      const starts = new FiberStarts()
-      const a = recordingConnection()
-      // The load, and the fibers the document starts later (on the runtime it captured), report to `starts`.
-      yield* join(id, a).pipe(Effect.supervised(starts))
-      yield* settle
-      const afterLoad = starts.started
-      assert.isAbove(afterLoad, 0)
-      const b = recordingConnection()
-      const membership = yield* Scope.make()
-      const [outcome] = yield* join(id, b).pipe(Scope.extend(membership))
-      assert.deepStrictEqual(outcome, { _tag: "Joined", version: 0 })
-      assert.strictEqual(b.of("state").length, 1)
-      assert.strictEqual(a.of("presence_join").length, 1)
-      yield* Scope.close(membership, Exit.void)
-      assert.strictEqual(a.of("presence_leave").length, 1)
-      yield* settle
-      assert.strictEqual(starts.started, afterLoad, "no fiber started for the join or the leave")
-      // A command that needs the fiber still starts one.
-      assert.deepStrictEqual(yield* Effect.flatMap(DocumentRegistry, (registry) => registry.read(id, 0, 10)), {
-        _tag: "Read",
-        version: 0,
-        updates: []
-      })
-      assert.isAbove(starts.started, afterLoad)
-    }).pipe(Effect.scoped, Effect.provide(registryLayer())))
+    it.effect("a loaded document with nothing to do has no fiber; its next command starts one", () =>
+      Effect.gen(function* () {
+        const id = yield* createDocument
+        // Fibers forked under the join (the document's load, and its fibers, on the runtime it captured) report here.
+        const tracker = yield* Supervisor.track
+        const a = recordingConnection()
+        yield* join(id, a).pipe(Effect.supervised(tracker))
+        yield* settle
+        assert.deepStrictEqual(yield* tracker.value, [], "every fiber of the document has ended")
+        assert.deepStrictEqual(yield* Effect.flatMap(DocumentRegistry, (registry) => registry.loaded), [id])
+        assert.deepStrictEqual(yield* update(id, "op-1"), { _tag: "Stored", seq: 1 })
+        assert.deepStrictEqual(a.of("remote_update").map((frame) => frame.opId), ["op-1"])
+        yield* settle
+        assert.deepStrictEqual(yield* tracker.value, [])
+      }).pipe(Effect.scoped, Effect.provide(registryLayer({}, onStorage))))
 
-  it.effect("a document's fiber runs with the storage alone in its context, not the server's nor its first joiner's", () =>
-    Effect.gen(function* () {
-      const id = yield* createDocument
-      // The services each fiber started under the join (the document's fibers included) holds: in its context, and
-      // in every context stacked under it in its FiberRefs.
-      const contexts: Array<ReadonlyArray<string>> = []
-      const recording = new FiberStartsWith((fiber, context) => {
-        const stacked = fiber.getFiberRefs().locals.get(FiberRef.currentContext) ?? []
-        contexts.push([context, ...stacked.map(([, value]) => value as Context.Context<never>)].flatMap((c) => [...c.unsafeMap.keys()]))
-      })
-      const a = recordingConnection()
-      yield* join(id, a).pipe(Effect.supervised(recording))
-      yield* settle
-      const afterLoad = contexts.length
-      // A read needs the document's fiber: it starts on the runtime the document captured.
-      yield* Effect.flatMap(DocumentRegistry, (registry) => registry.read(id, 0, 10))
-      const started = contexts.slice(afterLoad)
-      assert.isAbove(started.length, 0)
-      for (const keys of started) {
-        assert.include(keys, DocumentStorage.key)
-        assert.notInclude(keys, DocumentRegistry.key, "the server's services")
-        assert.notInclude(keys, ServerConfig.key)
-      }
-    }).pipe(Effect.scoped, Effect.provide(registryLayer())))
+    it.effect("a join and a leave on a loaded document with nothing to do are served at once, without a fiber", () =>
+      Effect.gen(function* () {
+        const id = yield* createDocument
+        const starts = new FiberStarts()
+        const a = recordingConnection()
+        // The load, and the fibers the document starts later (on the runtime it captured), report to `starts`.
+        yield* join(id, a).pipe(Effect.supervised(starts))
+        yield* settle
+        const afterLoad = starts.started
+        assert.isAbove(afterLoad, 0)
+        const b = recordingConnection()
+        const membership = yield* Scope.make()
+        const [outcome] = yield* join(id, b).pipe(Scope.extend(membership))
+        assert.deepStrictEqual(outcome, { _tag: "Joined", version: 0 })
+        assert.strictEqual(b.of("state").length, 1)
+        assert.strictEqual(a.of("presence_join").length, 1)
+        yield* Scope.close(membership, Exit.void)
+        assert.strictEqual(a.of("presence_leave").length, 1)
+        yield* settle
+        assert.strictEqual(starts.started, afterLoad, "no fiber started for the join or the leave")
+        // A command that needs the fiber still starts one.
+        assert.deepStrictEqual(yield* Effect.flatMap(DocumentRegistry, (registry) => registry.read(id, 0, 10)), {
+          _tag: "Read",
+          version: 0,
+          updates: []
+        })
+        assert.isAbove(starts.started, afterLoad)
+      }).pipe(Effect.scoped, Effect.provide(registryLayer({}, onStorage))))
 
-  it.effect("enter's keep runs uninterruptibly before it returns: a join interrupted then still keeps and ends its membership", () =>
-    Effect.gen(function* () {
-      const registry = yield* DocumentRegistry
-      const id = yield* createDocument
-      const keeping = yield* Deferred.make<void>()
-      const kept: Array<DocumentRegistryModule.Membership> = []
-      const a = recordingConnection()
-      // `keep` takes a second (on the test clock); the joining fiber is interrupted meanwhile.
-      const joining = yield* Effect.fork(
-        registry.enter(id, a, undefined, (membership) =>
-          Effect.zipRight(
-            Effect.zipRight(Deferred.succeed(keeping, undefined), Effect.sleep(Duration.seconds(1))),
-            Effect.sync(() => kept.push(membership))
-          ))
-      )
-      yield* Deferred.await(keeping)
-      const interrupted = yield* Effect.fork(Fiber.interrupt(joining))
-      yield* TestClock.adjust(Duration.seconds(1))
-      assert.isTrue(Exit.isInterrupted(yield* Fiber.join(interrupted)))
-      assert.strictEqual(kept.length, 1, "kept though the join was interrupted")
-      // Ending it lets go of the document: it unloads after DOCUMENT_IDLE_MS.
-      yield* kept[0]!.leave()
-      yield* TestClock.adjust(Duration.millis(60_000))
-      assert.deepStrictEqual(yield* registry.loaded, [])
-    }).pipe(Effect.scoped, Effect.provide(registryLayer({ documentIdle: Duration.millis(60_000) }))))
-
-  it.effect("a document's fibers run on the scheduler of the fiber that loaded it (a host's own, say)", () =>
-    Effect.gen(function* () {
-      const id = yield* createDocument
-      // A host's scheduler: runs tasks as the default one does, and counts them.
-      let tasks = 0
-      const scheduler: Scheduler.Scheduler = {
-        shouldYield: (fiber) => Scheduler.defaultScheduler.shouldYield(fiber),
-        scheduleTask: (task, priority) => {
-          tasks++
-          Scheduler.defaultScheduler.scheduleTask(task, priority)
+    it.effect("a document's fiber runs with the storage alone in its context, not the server's nor its first joiner's", () =>
+      Effect.gen(function* () {
+        const id = yield* createDocument
+        // The services each fiber started under the join (the document's fibers included) holds: in its context, and
+        // in every context stacked under it in its FiberRefs.
+        const contexts: Array<ReadonlyArray<string>> = []
+        const recording = new FiberStartsWith((fiber, context) => {
+          const stacked = fiber.getFiberRefs().locals.get(FiberRef.currentContext) ?? []
+          contexts.push([context, ...stacked.map(([, value]) => value as Context.Context<never>)].flatMap((c) => [...c.unsafeMap.keys()]))
+        })
+        const a = recordingConnection()
+        yield* join(id, a).pipe(Effect.supervised(recording))
+        yield* settle
+        const afterLoad = contexts.length
+        // A read needs the document's fiber: it starts on the runtime the document captured.
+        yield* Effect.flatMap(DocumentRegistry, (registry) => registry.read(id, 0, 10))
+        const started = contexts.slice(afterLoad)
+        assert.isAbove(started.length, 0)
+        for (const keys of started) {
+          assert.include(keys, DocumentStorage.key)
+          assert.notInclude(keys, DocumentRegistry.key, "the server's services")
+          assert.notInclude(keys, ServerConfig.key)
         }
-      }
-      const schedulers: Array<Scheduler.Scheduler> = []
-      const recording = new FiberStartsWith((fiber) => schedulers.push(fiber.currentScheduler))
-      yield* join(id, recordingConnection()).pipe(Effect.supervised(recording), Effect.withScheduler(scheduler))
-      yield* settle
-      const afterLoad = schedulers.length
-      const before = tasks
-      // The read needs the document's fiber, started (outside the host's fiber) on the runtime the document captured.
-      yield* Effect.flatMap(DocumentRegistry, (registry) => registry.read(id, 0, 10))
-      const started = schedulers.slice(afterLoad)
-      assert.isAbove(started.length, 0)
-      for (const used of started) assert.strictEqual(used, scheduler)
-      assert.isAbove(tasks, before)
-    }).pipe(Effect.scoped, Effect.provide(registryLayer())))
+      }).pipe(Effect.scoped, Effect.provide(registryLayer({}, onStorage))))
 
-  it.effect("a reply that throws while a document is loaded does not leave the document unserved", () =>
-    Effect.gen(function* () {
-      const registry = yield* DocumentRegistry
-      const missing = "missing-document" as DocumentId
-      const a = recordingConnection()
-      const [outcome, session] = yield* join(missing, a)
-      assert.deepStrictEqual(outcome, { _tag: "NotFound" })
-      // Answered not_found while the document is looked up, outside the actor: the reply throws.
-      const { command } = updateCommand(a, "op-1")
-      yield* session.submit({ ...command, reply: () => { throw new Error("a reply that throws") } })
-      yield* settle
-      const read = yield* Effect.fork(registry.read(missing, 0, 10))
-      yield* settle
-      assert.deepStrictEqual(read.unsafePoll(), Exit.succeed({ _tag: "NotFound" }), "the next command is served")
-    }).pipe(Effect.scoped, Effect.provide(registryLayer())))
+    it.effect("enter's keep runs uninterruptibly before it returns: a join interrupted then still keeps and ends its membership", () =>
+      Effect.gen(function* () {
+        const registry = yield* DocumentRegistry
+        const id = yield* createDocument
+        const keeping = yield* Deferred.make<void>()
+        const kept: Array<DocumentRegistryModule.Membership> = []
+        const a = recordingConnection()
+        // `keep` takes a second (on the test clock); the joining fiber is interrupted meanwhile.
+        const joining = yield* Effect.fork(
+          registry.enter(id, a, undefined, (membership) =>
+            Effect.zipRight(
+              Effect.zipRight(Deferred.succeed(keeping, undefined), Effect.sleep(Duration.seconds(1))),
+              Effect.sync(() => kept.push(membership))
+            ))
+        )
+        yield* Deferred.await(keeping)
+        const interrupted = yield* Effect.fork(Fiber.interrupt(joining))
+        yield* TestClock.adjust(Duration.seconds(1))
+        assert.isTrue(Exit.isInterrupted(yield* Fiber.join(interrupted)))
+        assert.strictEqual(kept.length, 1, "kept though the join was interrupted")
+        // Ending it lets go of the document: it unloads after DOCUMENT_IDLE_MS.
+        yield* kept[0]!.leave()
+        yield* TestClock.adjust(Duration.millis(60_000))
+        assert.deepStrictEqual(yield* registry.loaded, [])
+      }).pipe(Effect.scoped, Effect.provide(registryLayer({ documentIdle: Duration.millis(60_000) }, onStorage))))
 
-  it.effect("answers a repeated opId with the original seq and stores nothing", () =>
-    Effect.gen(function* () {
-      const id = yield* createDocument
-      const b = recordingConnection()
-      yield* join(id, b)
-      assert.deepStrictEqual(yield* update(id, "op-1"), { _tag: "Stored", seq: 1 })
-      assert.deepStrictEqual(yield* update(id, "op-2", 1), { _tag: "Stored", seq: 2 })
-      assert.deepStrictEqual(yield* update(id, "op-1", 2), { _tag: "Duplicate", seq: 1 })
-      const storage = yield* DocumentStorage
-      assert.strictEqual(yield* storage.latestVersion(id), 2)
-      assert.strictEqual(b.of("remote_update").length, 2)
-    }).pipe(Effect.scoped, Effect.provide(registryLayer())))
+    it.effect("a document's fibers run on the scheduler of the fiber that loaded it (a host's own, say)", () =>
+      Effect.gen(function* () {
+        const id = yield* createDocument
+        // A host's scheduler: runs tasks as the default one does, and counts them.
+        let tasks = 0
+        const scheduler: Scheduler.Scheduler = {
+          shouldYield: (fiber) => Scheduler.defaultScheduler.shouldYield(fiber),
+          scheduleTask: (task, priority) => {
+            tasks++
+            Scheduler.defaultScheduler.scheduleTask(task, priority)
+          }
+        }
+        const schedulers: Array<Scheduler.Scheduler> = []
+        const recording = new FiberStartsWith((fiber) => schedulers.push(fiber.currentScheduler))
+        yield* join(id, recordingConnection()).pipe(Effect.supervised(recording), Effect.withScheduler(scheduler))
+        yield* settle
+        const afterLoad = schedulers.length
+        const before = tasks
+        // The read needs the document's fiber, started (outside the host's fiber) on the runtime the document captured.
+        yield* Effect.flatMap(DocumentRegistry, (registry) => registry.read(id, 0, 10))
+        const started = schedulers.slice(afterLoad)
+        assert.isAbove(started.length, 0)
+        for (const used of started) assert.strictEqual(used, scheduler)
+        assert.isAbove(tasks, before)
+      }).pipe(Effect.scoped, Effect.provide(registryLayer({}, onStorage))))
 
-  it.effect("finds duplicates in storage after the actor was unloaded (cache cold)", () =>
-    Effect.gen(function* () {
-      const id = yield* createDocument
-      yield* update(id, "op-1")
-      yield* TestClock.adjust(Duration.minutes(2))
-      assert.deepStrictEqual(yield* Effect.flatMap(DocumentRegistry, (r) => r.loaded), [])
-      // baseVersion 5 is ahead of the document, but the opId is stored: it is a duplicate, not an error.
-      assert.deepStrictEqual(yield* update(id, "op-1", 5), { _tag: "Duplicate", seq: 1 })
-      assert.deepStrictEqual(yield* update(id, "op-2", 5), { _tag: "InvalidBaseVersion", version: 1 })
-    }).pipe(Effect.scoped, Effect.provide(registryLayer())))
+    it.effect("a reply that throws while a document is loaded does not leave the document unserved", () =>
+      Effect.gen(function* () {
+        const registry = yield* DocumentRegistry
+        const missing = "missing-document" as DocumentId
+        const a = recordingConnection()
+        const [outcome, session] = yield* join(missing, a)
+        assert.deepStrictEqual(outcome, { _tag: "NotFound" })
+        // Answered not_found while the document is looked up, outside the actor: the reply throws.
+        const { command } = updateCommand(a, "op-1")
+        yield* session.submit({ ...command, reply: () => { throw new Error("a reply that throws") } })
+        yield* settle
+        const read = yield* Effect.fork(registry.read(missing, 0, 10))
+        yield* settle
+        assert.deepStrictEqual(read.unsafePoll(), Exit.succeed({ _tag: "NotFound" }), "the next command is served")
+      }).pipe(Effect.scoped, Effect.provide(registryLayer({}, onStorage))))
+
+    it.effect("answers a repeated opId with the original seq and stores nothing", () =>
+      Effect.gen(function* () {
+        const id = yield* createDocument
+        const b = recordingConnection()
+        yield* join(id, b)
+        assert.deepStrictEqual(yield* update(id, "op-1"), { _tag: "Stored", seq: 1 })
+        assert.deepStrictEqual(yield* update(id, "op-2", 1), { _tag: "Stored", seq: 2 })
+        assert.deepStrictEqual(yield* update(id, "op-1", 2), { _tag: "Duplicate", seq: 1 })
+        const storage = yield* DocumentStorage
+        assert.strictEqual(yield* storage.latestVersion(id), 2)
+        assert.strictEqual(b.of("remote_update").length, 2)
+      }).pipe(Effect.scoped, Effect.provide(registryLayer({}, onStorage))))
+
+    it.effect("finds duplicates in storage after the actor was unloaded (cache cold)", () =>
+      Effect.gen(function* () {
+        const id = yield* createDocument
+        yield* update(id, "op-1")
+        yield* TestClock.adjust(Duration.minutes(2))
+        assert.deepStrictEqual(yield* Effect.flatMap(DocumentRegistry, (r) => r.loaded), [])
+        // baseVersion 5 is ahead of the document, but the opId is stored: it is a duplicate, not an error.
+        assert.deepStrictEqual(yield* update(id, "op-1", 5), { _tag: "Duplicate", seq: 1 })
+        assert.deepStrictEqual(yield* update(id, "op-2", 5), { _tag: "InvalidBaseVersion", version: 1 })
+      }).pipe(Effect.scoped, Effect.provide(registryLayer({}, onStorage))))
+
+    it.effect("serves joins from `since` and resets a client that is ahead", () =>
+      Effect.gen(function* () {
+        const id = yield* createDocument
+        for (let i = 0; i < 5; i++) yield* update(id, `op-${i}`, i)
+        const fresh = recordingConnection()
+        yield* join(id, fresh)
+        const resumed = recordingConnection()
+        yield* join(id, resumed, 3)
+        const ahead = recordingConnection()
+        yield* join(id, ahead, 9)
+        const seqs = (c: ReturnType<typeof recordingConnection>) =>
+          (c.of("state")[0]?.updates as Array<{ seq: number }>).map((u) => u.seq)
+        assert.deepStrictEqual(seqs(fresh), [1, 2, 3, 4, 5])
+        assert.deepStrictEqual(seqs(resumed), [4, 5])
+        assert.strictEqual(resumed.of("state")[0]?.reset, undefined)
+        assert.deepStrictEqual(seqs(ahead), [1, 2, 3, 4, 5])
+        assert.strictEqual(ahead.of("state")[0]?.reset, true)
+      }).pipe(Effect.scoped, Effect.provide(registryLayer({}, onStorage))))
+
+    it.effect("answers unknown and deleted documents, and closes members of a deleted one with 4410", () =>
+      Effect.gen(function* () {
+        const registry = yield* DocumentRegistry
+        const [unknown] = yield* join("nope" as DocumentId, recordingConnection())
+        assert.deepStrictEqual(unknown, { _tag: "NotFound" })
+        const id = yield* createDocument
+        const member = recordingConnection()
+        yield* join(id, member)
+        assert.deepStrictEqual(yield* registry.remove(id), { _tag: "Deleted" })
+        assert.deepStrictEqual(member.closed, [4410])
+        assert.deepStrictEqual(yield* registry.remove(id), { _tag: "NotFound" })
+        const [late] = yield* join(id, recordingConnection())
+        assert.deepStrictEqual(late, { _tag: "Deleted" })
+        assert.deepStrictEqual(yield* update(id, "op-x"), { _tag: "NotFound" })
+      }).pipe(Effect.scoped, Effect.provide(registryLayer({}, onStorage))))
+
+    it.effect("unloads an idle document only after DOCUMENT_IDLE_MS with no connection, keeping its version", () =>
+      Effect.gen(function* () {
+        const registry = yield* DocumentRegistry
+        const id = yield* createDocument
+        yield* update(id, "op-1")
+        const scope = yield* Scope.make()
+        yield* join(id, recordingConnection()).pipe(Scope.extend(scope))
+        yield* TestClock.adjust(Duration.minutes(10))
+        assert.deepStrictEqual(yield* registry.loaded, [id], "a connected document stays loaded")
+        yield* Scope.close(scope, Exit.void)
+        yield* TestClock.adjust(Duration.millis(59_999))
+        assert.deepStrictEqual(yield* registry.loaded, [id])
+        yield* TestClock.adjust(Duration.millis(1))
+        assert.deepStrictEqual(yield* registry.loaded, [])
+        const back = recordingConnection()
+        const [outcome] = yield* join(id, back)
+        assert.deepStrictEqual(outcome, { _tag: "Joined", version: 1 })
+      }).pipe(Effect.scoped, Effect.provide(registryLayer({ documentIdle: Duration.millis(60_000) }, onStorage))))
+
+    it.effect("a leave waits until the connection's submitted commands are served", () =>
+      Effect.gen(function* () {
+        const { a, b, membership, session } = yield* twoMembersOneLeaving
+        const pending = yield* submit(session, a, "op-1")
+        yield* Scope.close(membership, Exit.void)
+        assert.deepStrictEqual(yield* Deferred.poll(pending).pipe(Effect.flatMap(Option.getOrThrow)), {
+          _tag: "Stored",
+          seq: 1
+        })
+        assert.deepStrictEqual(b.of("presence_leave").map((f) => f.reason), ["disconnect"])
+      }).pipe(Effect.scoped, Effect.provide(registryLayer({}, onStorage))))
+
+    it.effect("a log tail over logTailBytes keeps only the newest updates; joins still get the whole log", () =>
+      Effect.gen(function* () {
+        const id = yield* createDocument
+        const writer = recordingConnection()
+        const [, session] = yield* join(id, writer)
+        for (let i = 0; i < 40; i++) yield* Deferred.await(yield* submit(session, writer, `op-${i}`))
+        for (const since of [undefined, 0, 10, 39, 40]) {
+          const reader = recordingConnection()
+          yield* join(id, reader, since)
+          const seqs = (reader.of("state")[0]?.updates as Array<{ seq: number }>).map((u) => u.seq)
+          assert.deepStrictEqual(seqs, Array.from({ length: 40 - (since ?? 0) }, (_, i) => (since ?? 0) + i + 1), `since ${since}`)
+        }
+      }).pipe(Effect.scoped, Effect.provide(registryLayer({ logTailBytes: 300 }, onStorage))))
+
+    it.effect("a full mailbox makes senders wait instead of dropping", () =>
+      Effect.gen(function* () {
+        const id = yield* createDocument
+        const a = recordingConnection()
+        const [, session] = yield* join(id, a)
+        const results = yield* Effect.forEach(
+          Array.from({ length: 30 }, (_, i) => i),
+          (i) => Effect.flatMap(submit(session, a, `op-${i}`), Deferred.await),
+          { concurrency: "unbounded" }
+        )
+        assert.deepStrictEqual(
+          results.map((r) => (r._tag === "Stored" ? r.seq : -1)).sort((x, y) => x - y),
+          Array.from({ length: 30 }, (_, i) => i + 1)
+        )
+      }).pipe(Effect.scoped, Effect.provide(registryLayer({ mailboxCapacity: 2, maxBatchSize: 3 }, onStorage))))
+  })
 
   it.effect("stores waiting updates in one transaction (group commit) with contiguous seqs", () => {
     const batches: Array<number> = []
@@ -416,60 +521,6 @@ describe("DocumentRegistry", () => {
       assert.strictEqual(batches.reduce((a, b) => a + b, 0), 50)
     }).pipe(Effect.scoped, Effect.provide(registryLayer({}, storage)))
   })
-
-  it.effect("serves joins from `since` and resets a client that is ahead", () =>
-    Effect.gen(function* () {
-      const id = yield* createDocument
-      for (let i = 0; i < 5; i++) yield* update(id, `op-${i}`, i)
-      const fresh = recordingConnection()
-      yield* join(id, fresh)
-      const resumed = recordingConnection()
-      yield* join(id, resumed, 3)
-      const ahead = recordingConnection()
-      yield* join(id, ahead, 9)
-      const seqs = (c: ReturnType<typeof recordingConnection>) =>
-        (c.of("state")[0]?.updates as Array<{ seq: number }>).map((u) => u.seq)
-      assert.deepStrictEqual(seqs(fresh), [1, 2, 3, 4, 5])
-      assert.deepStrictEqual(seqs(resumed), [4, 5])
-      assert.strictEqual(resumed.of("state")[0]?.reset, undefined)
-      assert.deepStrictEqual(seqs(ahead), [1, 2, 3, 4, 5])
-      assert.strictEqual(ahead.of("state")[0]?.reset, true)
-    }).pipe(Effect.scoped, Effect.provide(registryLayer())))
-
-  it.effect("answers unknown and deleted documents, and closes members of a deleted one with 4410", () =>
-    Effect.gen(function* () {
-      const registry = yield* DocumentRegistry
-      const [unknown] = yield* join("nope" as DocumentId, recordingConnection())
-      assert.deepStrictEqual(unknown, { _tag: "NotFound" })
-      const id = yield* createDocument
-      const member = recordingConnection()
-      yield* join(id, member)
-      assert.deepStrictEqual(yield* registry.remove(id), { _tag: "Deleted" })
-      assert.deepStrictEqual(member.closed, [4410])
-      assert.deepStrictEqual(yield* registry.remove(id), { _tag: "NotFound" })
-      const [late] = yield* join(id, recordingConnection())
-      assert.deepStrictEqual(late, { _tag: "Deleted" })
-      assert.deepStrictEqual(yield* update(id, "op-x"), { _tag: "NotFound" })
-    }).pipe(Effect.scoped, Effect.provide(registryLayer())))
-
-  it.effect("unloads an idle document only after DOCUMENT_IDLE_MS with no connection, keeping its version", () =>
-    Effect.gen(function* () {
-      const registry = yield* DocumentRegistry
-      const id = yield* createDocument
-      yield* update(id, "op-1")
-      const scope = yield* Scope.make()
-      yield* join(id, recordingConnection()).pipe(Scope.extend(scope))
-      yield* TestClock.adjust(Duration.minutes(10))
-      assert.deepStrictEqual(yield* registry.loaded, [id], "a connected document stays loaded")
-      yield* Scope.close(scope, Exit.void)
-      yield* TestClock.adjust(Duration.millis(59_999))
-      assert.deepStrictEqual(yield* registry.loaded, [id])
-      yield* TestClock.adjust(Duration.millis(1))
-      assert.deepStrictEqual(yield* registry.loaded, [])
-      const back = recordingConnection()
-      const [outcome] = yield* join(id, back)
-      assert.deepStrictEqual(outcome, { _tag: "Joined", version: 1 })
-    }).pipe(Effect.scoped, Effect.provide(registryLayer({ documentIdle: Duration.millis(60_000) }))))
 
   it.effect("a defect in one document's actor fails its in-flight commands; it recovers, others never notice", () => {
     let poisoned: string | undefined
@@ -697,18 +748,6 @@ describe("DocumentRegistry", () => {
     }).pipe(Effect.scoped, Effect.provide(registryLayer({}, storage)))
   })
 
-  it.effect("a leave waits until the connection's submitted commands are served", () =>
-    Effect.gen(function* () {
-      const { a, b, membership, session } = yield* twoMembersOneLeaving
-      const pending = yield* submit(session, a, "op-1")
-      yield* Scope.close(membership, Exit.void)
-      assert.deepStrictEqual(yield* Deferred.poll(pending).pipe(Effect.flatMap(Option.getOrThrow)), {
-        _tag: "Stored",
-        seq: 1
-      })
-      assert.deepStrictEqual(b.of("presence_leave").map((f) => f.reason), ["disconnect"])
-    }).pipe(Effect.scoped, Effect.provide(registryLayer())))
-
   it.effect("joins come from memory after the first: storage is read once, every state equals the stored log", () => {
     const reads: Array<[number, number]> = []
     const storage = wrapStorage((inner) => ({
@@ -736,20 +775,6 @@ describe("DocumentRegistry", () => {
     }).pipe(Effect.scoped, Effect.provide(registryLayer({}, storage)))
   })
 
-  it.effect("a log tail over logTailBytes keeps only the newest updates; joins still get the whole log", () =>
-    Effect.gen(function* () {
-      const id = yield* createDocument
-      const writer = recordingConnection()
-      const [, session] = yield* join(id, writer)
-      for (let i = 0; i < 40; i++) yield* Deferred.await(yield* submit(session, writer, `op-${i}`))
-      for (const since of [undefined, 0, 10, 39, 40]) {
-        const reader = recordingConnection()
-        yield* join(id, reader, since)
-        const seqs = (reader.of("state")[0]?.updates as Array<{ seq: number }>).map((u) => u.seq)
-        assert.deepStrictEqual(seqs, Array.from({ length: 40 - (since ?? 0) }, (_, i) => (since ?? 0) + i + 1), `since ${since}`)
-      }
-    }).pipe(Effect.scoped, Effect.provide(registryLayer({ logTailBytes: 300 }))))
-
   it.effect("at most one actor per document under concurrent first joins", () => {
     let loads = 0
     const storage = wrapStorage((inner) => ({
@@ -768,21 +793,6 @@ describe("DocumentRegistry", () => {
     }).pipe(Effect.scoped, Effect.provide(registryLayer({}, storage)))
   })
 
-  it.effect("a full mailbox makes senders wait instead of dropping", () =>
-    Effect.gen(function* () {
-      const id = yield* createDocument
-      const a = recordingConnection()
-      const [, session] = yield* join(id, a)
-      const results = yield* Effect.forEach(
-        Array.from({ length: 30 }, (_, i) => i),
-        (i) => Effect.flatMap(submit(session, a, `op-${i}`), Deferred.await),
-        { concurrency: "unbounded" }
-      )
-      assert.deepStrictEqual(
-        results.map((r) => (r._tag === "Stored" ? r.seq : -1)).sort((x, y) => x - y),
-        Array.from({ length: 30 }, (_, i) => i + 1)
-      )
-    }).pipe(Effect.scoped, Effect.provide(registryLayer({ mailboxCapacity: 2, maxBatchSize: 3 }))))
   it.effect("unloading serves what is queued, and also commands that arrive while it serves them", () => {
     // Every append waits at a gate of its own, opened by the test.
     const gates: Array<Deferred.Deferred<void>> = []

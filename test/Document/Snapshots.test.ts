@@ -7,7 +7,7 @@ import type { DocumentId } from "../../src/Domain/Document.js"
 import * as DocumentActor from "../../src/Document/DocumentActor.js"
 import { DocumentRegistry, type Session } from "../../src/Document/DocumentRegistry.js"
 import { DocumentStorage } from "../../src/Storage/DocumentStorage.js"
-import { delta, recordingConnection, registryLayer } from "./support.js"
+import { appendPaths, delta, recordingConnection, registryLayer } from "./support.js"
 
 const settings = { snapshotEvery: 10, snapshotRequestTimeout: Duration.seconds(30) }
 
@@ -42,7 +42,7 @@ const snapshot = (
     return yield* Deferred.await(done)
   })
 
-describe("snapshots", () => {
+describe.each(appendPaths)("snapshots, appends %s", (_path, storage) => {
   it.effect("asks a client that applied the version after SNAPSHOT_EVERY updates; joins start from it", () =>
     Effect.gen(function* () {
       const { registry, id } = yield* setup
@@ -71,7 +71,7 @@ describe("snapshots", () => {
       yield* registry.join(id, resumed, 11)
       assert.strictEqual(resumed.of("state")[0]?.snapshot, null, "a client past the snapshot does not get it")
       assert.deepStrictEqual((resumed.of("state")[0]?.updates as Array<{ seq: number }>).map((u) => u.seq), [12])
-    }).pipe(Effect.scoped, Effect.provide(registryLayer(settings))))
+    }).pipe(Effect.scoped, Effect.provide(registryLayer(settings, storage))))
 
   it.effect("keeps its own copy of an accepted snapshot: a view of a buffer written again later does not change later joins", () =>
     Effect.gen(function* () {
@@ -87,7 +87,7 @@ describe("snapshots", () => {
       const late = recordingConnection()
       yield* registry.join(id, late, undefined)
       assert.deepStrictEqual(late.of("state")[0]?.snapshot, { version: 10, snapshotB64: Buffer.from("merged@10").toString("base64") })
-    }).pipe(Effect.scoped, Effect.provide(registryLayer(settings))))
+    }).pipe(Effect.scoped, Effect.provide(registryLayer(settings, storage))))
 
   it.effect("rejects a snapshot ahead of the document or too close to the latest one", () =>
     Effect.gen(function* () {
@@ -103,7 +103,7 @@ describe("snapshots", () => {
       assert.deepStrictEqual(yield* snapshot(session, a, 10), { _tag: "Accepted", version: 10 })
       const again = yield* snapshot(session, a, 12)
       assert.strictEqual(again._tag, "Rejected", "only 2 past the latest snapshot")
-    }).pipe(Effect.scoped, Effect.provide(registryLayer(settings))))
+    }).pipe(Effect.scoped, Effect.provide(registryLayer(settings, storage))))
 
   it.effect("if the asked client leaves, another one is asked on the next update", () =>
     Effect.gen(function* () {
@@ -131,7 +131,7 @@ describe("snapshots", () => {
       yield* Scope.close(scope, Exit.void)
       yield* updates(registry, id, 11, 11)
       assert.deepStrictEqual(b.of("snapshot_request"), [{ type: "snapshot_request", version: 11 }])
-    }).pipe(Effect.scoped, Effect.provide(registryLayer(settings))))
+    }).pipe(Effect.scoped, Effect.provide(registryLayer(settings, storage))))
 
   it.effect("a request left unanswered past its timeout is sent again on a later update", () =>
     Effect.gen(function* () {
@@ -150,5 +150,5 @@ describe("snapshots", () => {
       yield* updates(registry, id, 12, 12)
       assert.strictEqual(a.of("snapshot_request").length + b.of("snapshot_request").length, 2)
       assert.strictEqual(a.of("snapshot_request").length, 1, "the other client is asked this time")
-    }).pipe(Effect.scoped, Effect.provide(registryLayer({ ...settings, presenceIdle: Duration.hours(1) }))))
+    }).pipe(Effect.scoped, Effect.provide(registryLayer({ ...settings, presenceIdle: Duration.hours(1) }, storage))))
 })

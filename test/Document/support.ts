@@ -6,7 +6,7 @@ import * as Config from "../../src/Config.js"
 import type { Connection } from "../../src/Document/DocumentActor.js"
 import * as DocumentRegistry from "../../src/Document/DocumentRegistry.js"
 import { type DocumentStorage, layerMemory } from "../../src/Storage/DocumentStorage.js"
-import { layerMemoryWith } from "../support/TestStorage.js"
+import { layerMemorySequential, layerMemoryWith } from "../support/TestStorage.js"
 
 export interface RecordingConnection extends Connection {
   readonly frames: Array<Record<string, unknown>>
@@ -49,6 +49,15 @@ export const registryLayer = (
     Layer.provideMerge(Config.layer(config)),
     Layer.provideMerge(Logger.minimumLogLevel(LogLevel.None))
   )
+
+/**
+ * The two ways an actor stores its batches, for suites that run on both: in order, without a fiber (SQLite's commit
+ * worker, memory://), and one append at a time in an Effect (PostgreSQL).
+ */
+export const appendPaths: ReadonlyArray<readonly [string, Layer.Layer<DocumentStorage>]> = [
+  ["in order (memory://, SQLite)", layerMemory],
+  ["one at a time (PostgreSQL)", layerMemorySequential]
+]
 
 /** In-memory storage with some of its methods replaced (the same helper the HTTP tests use). */
 export const wrapStorage = layerMemoryWith

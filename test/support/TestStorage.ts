@@ -18,6 +18,15 @@ export const layerMemoryWith = (
     Effect.map(makeMemory, (memory) => ({ ...memory, ...override(memory) }))
   )
 
+/**
+ * Memory storage whose `append` takes the path PostgreSQL's does: an Effect per call, one append of a document at a
+ * time (the new `append` is not in `inOrderAppends`, so actors do not send a document's next batch while one is
+ * stored, and `withTimeout` bounds it with a fiber as it bounds PostgreSQL's).
+ */
+export const layerMemorySequential: Layer.Layer<DocumentStorage> = layerMemoryWith((memory) => ({
+  append: (id, updates) => memory.append(id, updates)
+}))
+
 /** Memory storage whose every call fails, as if the database were down (ping included). */
 export const layerBroken: Layer.Layer<DocumentStorage> = layerMemoryWith(() => {
   const down = (operation: string) => Effect.fail(new StorageError({ operation, cause: new Error("connection refused") }))
