@@ -84,7 +84,9 @@ describe("IdleWatch", () => {
       const watch = yield* IdleWatch.make
       const later = recording()
       // Its check asks for 10,000 and, in a microtask, watches `soon` for 1,500: the microtask runs after the checks
-      // but before the fiber's race for that wait has started, while there is no wake-up to call yet.
+      // but before the fiber's race for that wait has started, while there is no wake-up to call yet. (That order
+      // is Effect's: forked fibers start from its scheduler, after the microtasks queued before them. Were they to
+      // start at once, the window would close and this test would pass without the re-check it is about.)
       const soon = recording()
       const first = recording((now) => {
         queueMicrotask(() => watch.watch(soon.watched, 1_500))
