@@ -30,6 +30,7 @@ import {
   textFrameHeader
 } from "../../src/Http/SyncSocket.js"
 import { capture, loggedLine, request, startServer } from "../support/TestServer.js"
+import { layerMemoryWith } from "../support/TestStorage.js"
 
 /** Sends one raw HTTP request (headers as given) and returns the whole reply as text, once the server closes. */
 const rawRequest = (port: number, path: string, headers: Record<string, string>, method = "GET") =>
@@ -245,6 +246,30 @@ describe("WebSocket sync", () => {
       const invalid = c.of("error").find((e) => e.code === "invalid_base_version")
       assert.strictEqual(invalid?.opId, "a")
       assert.strictEqual((yield* storedLog(url, id)).length, 0)
+    }))
+
+  it.scoped("a message rejected as it is read is answered at once, before an earlier update's ack (replies match by opId)", () =>
+    Effect.gen(function* () {
+      // Commits wait for the test: the first update's ack cannot go out before the gate opens.
+      const gate = yield* Deferred.make<void>()
+      const storage = layerMemoryWith((memory) => ({
+        append: (id, updates) => Effect.zipRight(Deferred.await(gate), memory.append(id, updates))
+      }))
+      const url = yield* startServer({ storage })
+      const id = yield* createDocument(url)
+      const c = yield* connect(url, id)
+      yield* c.take("state")
+      yield* c.send(update("u-1"))
+      yield* c.send({ ...update("u-2", 1), deltaB64: "not base64!" })
+      // The pong comes after everything the server sent before it: the error, and no ack.
+      yield* c.barrier
+      assert.deepStrictEqual(c.frames.slice(1).map((frame) => [frame.type, frame.opId ?? null]), [
+        ["error", "u-2"],
+        ["pong", null]
+      ])
+      yield* Deferred.succeed(gate, undefined)
+      assert.deepStrictEqual(yield* c.take("ack"), { type: "ack", opId: "u-1", seq: 1 })
+      assert.deepStrictEqual((yield* storedLog(url, id)).map((row) => row.opId), ["u-1"])
     }))
 
   it.scoped("a frame over MAX_MESSAGE_BYTES closes the connection with 1009, logged as the server's close", () =>
