@@ -70,6 +70,8 @@ export interface DocumentRegistryShape {
    * its finalizer cost a connection ~1 KB for its lifetime. `keep`, if given, runs with a `Joined` membership
    * before `enter` returns, uninterruptibly: a caller that may be interrupted stores the membership there (an
    * interruption after `enter` returns would otherwise drop it, and the document would stay held for ever).
+   * Interrupted before that, while the actor has not answered, it leaves again (its Join may still be served) and
+   * lets go; the interruption completes once the actor has served that Leave.
    */
   readonly enter: (
     documentId: DocumentId,
@@ -143,7 +145,13 @@ export const make: Effect.Effect<DocumentRegistryShape, never, Scope.Scope | Ser
                 const session = new MemberSession(loaded.slot, clock)
                 return Effect.map(askJoin(loaded.slot, connection, session, since), (outcome) => [outcome, session] as const)
               })),
-              (exit) => (Exit.isSuccess(exit) && exit.value[0]._tag === "Joined" ? Effect.void : documents.release(loaded))
+              (exit) => {
+                if (Exit.isSuccess(exit)) return exit.value[0]._tag === "Joined" ? Effect.void : documents.release(loaded)
+                // Interrupted while it waited: its Join may still be served (it is queued, or being served), and a
+                // member nobody leaves for would stay, in presence and sent every frame. A Leave after it, in the
+                // document's order, takes it out (for a connection that is not a member it does nothing).
+                return Effect.ensuring(leaveSlot(loaded.slot, connection), documents.release(loaded))
+              }
             ),
             ([outcome, session]): Effect.Effect<Entered> => {
               if (outcome._tag !== "Joined") return Effect.succeed([outcome, session, notJoined] as const)
@@ -379,6 +387,12 @@ const askJoin = (slot: Slot, connection: DocumentActor.Connection, activity: Doc
 const leave = (slot: Slot, connection: DocumentActor.Connection): Effect.Effect<void> =>
   Effect.suspend(() => {
     Metrics.add(Metrics.connections, -1)
+    return leaveSlot(slot, connection)
+  })
+
+/** Takes a connection out of the document, in its order, whether or not it is a member; answered once it is not. */
+const leaveSlot = (slot: Slot, connection: DocumentActor.Connection): Effect.Effect<void> =>
+  Effect.suspend(() => {
     // Shut down means the registry is gone and the document with it: nothing to leave.
     if (slot.mailbox.isShutdown()) return Effect.void
     return askSlot<void>(slot, (reply) => ({ _tag: "Leave", connection, reply: () => reply(undefined) }))

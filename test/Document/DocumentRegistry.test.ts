@@ -420,6 +420,27 @@ describe("DocumentRegistry", () => {
       }
     }).pipe(Effect.scoped, Effect.provide(registryLayer())))
 
+  it.effect("a join interrupted while it waits for the actor leaves no member behind once the actor serves it", () => {
+    // The document takes 5 s to load: the join waits in the mailbox meanwhile.
+    const storage = wrapStorage((inner) => ({ get: (id, includeDeleted) => Effect.delay(inner.get(id, includeDeleted), Duration.seconds(5)) }))
+    return Effect.gen(function* () {
+      const registry = yield* DocumentRegistry
+      const id = yield* createDocument
+      const ghost = recordingConnection()
+      const joining = yield* Effect.fork(registry.enter(id, ghost, undefined))
+      yield* settle
+      // Interrupted in its wait (a server shutting down interrupts its connections' joins): its Join is queued.
+      const interrupted = yield* Effect.fork(Fiber.interrupt(joining))
+      yield* settle
+      yield* TestClock.adjust(Duration.seconds(5))
+      assert.isTrue(Exit.isInterrupted(yield* Fiber.join(interrupted)))
+      const b = recordingConnection()
+      yield* join(id, b)
+      assert.deepStrictEqual(b.of("state")[0]?.presence, [], "the interrupted join is not present")
+      assert.deepStrictEqual(ghost.of("presence_join"), [], "nor sent what members are")
+    }).pipe(Effect.scoped, Effect.provide(registryLayer({}, storage)))
+  })
+
   it.effect("enter's keep runs uninterruptibly before it returns: a join interrupted then still keeps and ends its membership", () =>
     Effect.gen(function* () {
       const registry = yield* DocumentRegistry
