@@ -153,7 +153,7 @@ export const fromEnv: Config.Config<ServerConfigShape> = Config.all({
     1024
   ),
   mailboxCapacity: int("MAILBOX_CAPACITY", "Commands a document's mailbox holds", defaults.mailboxCapacity, 1),
-  maxBatchSize: int("MAX_BATCH_SIZE", "Most updates stored in one transaction", defaults.maxBatchSize, 1, 10_000),
+  maxBatchSize: int("MAX_BATCH_SIZE", "Most commands in one batch of a document", defaults.maxBatchSize, 1, 10_000),
   logTailBytes: int("LOG_TAIL_BYTES", "Bytes of a document's log kept in memory for joins", defaults.logTailBytes, 0),
   sqliteSynchronous: Config.literal("full", "normal")("SQLITE_SYNCHRONOUS").pipe(
     Config.withDefault("full" as const),

@@ -1,5 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
 import { ConfigProvider, Duration, Effect, LogLevel, Option, Redacted } from "effect"
+import { readFileSync } from "node:fs"
 import { defaults, formatConfigError, fromEnv } from "../src/Config.js"
 
 const read = (env: Record<string, string>) =>
@@ -117,4 +118,14 @@ describe("Config.fromEnv", () => {
         assert.match(message, /^invalid configuration: /)
       }
     }))
+
+  it("every variable the server reads is in .env.example and in the README's table", () => {
+    const source = readFileSync(new URL("../src/Config.ts", import.meta.url), "utf8")
+    const names = [...new Set([...source.matchAll(/\(\s*"([A-Z][A-Z0-9_]{2,})"/g)].map((match) => match[1] as string))]
+    assert.isAtLeast(names.length, 20, "the variables' names are found in src/Config.ts")
+    const example = readFileSync(new URL("../.env.example", import.meta.url), "utf8")
+    const readme = readFileSync(new URL("../README.md", import.meta.url), "utf8")
+    assert.deepStrictEqual(names.filter((name) => !new RegExp(`^(# )?${name}=`, "m").test(example)), [], "missing from .env.example")
+    assert.deepStrictEqual(names.filter((name) => !readme.includes(`| \`${name}\` |`)), [], "missing from the README's table")
+  })
 })
