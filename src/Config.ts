@@ -29,7 +29,7 @@ export interface ServerConfigShape {
   readonly maxBufferedBytes: number
   /** Commands a document's mailbox holds before senders wait. */
   readonly mailboxCapacity: number
-  /** Most updates stored in one transaction (group commit). */
+  /** Most commands in one batch of a document (group commit). */
   readonly maxBatchSize: number
   /** Bytes of encoded updates a loaded document keeps in memory for joins (its log since the latest snapshot). */
   readonly logTailBytes: number

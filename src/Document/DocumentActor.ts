@@ -101,6 +101,8 @@ export interface Join {
   readonly activity: Activity
   readonly since: number | undefined
   readonly reply: (outcome: JoinOutcome) => void
+  /** True once whoever asked stopped waiting (interrupted): the join is then dropped, neither made nor answered. */
+  readonly abandoned?: () => boolean
 }
 
 export interface Leave {
@@ -309,6 +311,7 @@ export const load = (
      * `join` reads from storage.
      */
     const joinNow = (command: Join): boolean => {
+      if (command.abandoned?.() === true) return true
       if (deleted) {
         command.reply({ _tag: "Deleted" })
         return true
@@ -321,6 +324,7 @@ export const load = (
 
     const join = (command: Join) =>
       Effect.gen(function* () {
+        if (command.abandoned?.() === true) return
         if (deleted) return command.reply({ _tag: "Deleted" })
         const from = joinFrom(command.since)
         const base = from.base
@@ -341,6 +345,8 @@ export const load = (
 
     /** Sends the joining connection its state, announces it to the other members, and makes it a member. */
     const joined = (command: Join, from: ReturnType<typeof joinFrom>, updates: ReadonlyArray<ReadonlyArray<Uint8Array>>) => {
+      // Abandoned while its older updates were read.
+      if (command.abandoned?.() === true) return
       const presence: Array<PresenceEntry> = []
       for (const member of members.values()) {
         if (member.idle) continue

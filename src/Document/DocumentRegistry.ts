@@ -70,8 +70,8 @@ export interface DocumentRegistryShape {
    * its finalizer cost a connection ~1 KB for its lifetime. `keep`, if given, runs with a `Joined` membership
    * before `enter` returns, uninterruptibly: a caller that may be interrupted stores the membership there (an
    * interruption after `enter` returns would otherwise drop it, and the document would stay held for ever).
-   * Interrupted before that, while the actor has not answered, it leaves again (its Join may still be served) and
-   * lets go; the interruption completes once the actor has served that Leave.
+   * Interrupted before that, while the actor has not answered, its Join is abandoned (an actor that has not served
+   * it drops it) and it lets go; if the actor had just made the member, it leaves first.
    */
   readonly enter: (
     documentId: DocumentId,
@@ -138,18 +138,19 @@ export const make: Effect.Effect<DocumentRegistryShape, never, Scope.Scope | Ser
     // The closures made here die with the join: a joined connection keeps only its `Joined` (three references).
     const enter: DocumentRegistryShape["enter"] = (documentId, connection, since, keep) =>
       Effect.uninterruptibleMask((restore) =>
-        Effect.flatMap(documents.acquire(documentId), (loaded) =>
-          Effect.flatMap(
+        Effect.flatMap(documents.acquire(documentId), (loaded) => {
+          const asked: AskedJoin = { abandoned: false, joined: false }
+          return Effect.flatMap(
             Effect.onExit(
               restore(Effect.flatMap(Effect.clock, (clock) => {
                 const session = new MemberSession(loaded.slot, clock)
-                return Effect.map(askJoin(loaded.slot, connection, session, since), (outcome) => [outcome, session] as const)
+                return Effect.map(askJoin(loaded.slot, connection, session, since, asked), (outcome) => [outcome, session] as const)
               })),
               (exit) => {
                 if (Exit.isSuccess(exit)) return exit.value[0]._tag === "Joined" ? Effect.void : documents.release(loaded)
-                // Interrupted while it waited: its Join may still be served (it is queued, or being served), and a
-                // member nobody leaves for would stay, in presence and sent every frame. A Leave after it, in the
-                // document's order, takes it out (for a connection that is not a member it does nothing).
+                // Interrupted while it waited: its Join is abandoned (the actor drops it rather than make a member
+                // nobody would leave for). If the actor had made the member already, a Leave after it takes it out.
+                if (!asked.joined) return documents.release(loaded)
                 return Effect.ensuring(leaveSlot(loaded.slot, connection), documents.release(loaded))
               }
             ),
@@ -161,7 +162,8 @@ export const make: Effect.Effect<DocumentRegistryShape, never, Scope.Scope | Ser
               const entered = [outcome, session, membership] as const
               return keep === undefined ? Effect.succeed(entered) : Effect.as(keep(membership), entered)
             }
-          )))
+          )
+        }))
 
     return {
       join: (documentId, connection, since) =>
@@ -379,9 +381,39 @@ export const askSlot = <A>(slot: Slot, make: (reply: (outcome: A) => boolean) =>
     )
   })
 
-/** Asks the actor to join `connection`, with `activity` as its activity. */
-const askJoin = (slot: Slot, connection: DocumentActor.Connection, activity: DocumentActor.Activity, since: number | undefined) =>
-  askSlot<DocumentActor.JoinOutcome>(slot, (reply) => ({ _tag: "Join", connection, activity, since, reply }))
+/** A join asked of the actor: whether its asker stopped waiting, and whether the actor made the member. */
+interface AskedJoin {
+  abandoned: boolean
+  joined: boolean
+}
+
+/**
+ * Asks the actor to join `connection`, with `activity` as its activity. Interrupted while it waits, the Join is
+ * abandoned: an actor that has not served it yet drops it (`asked.joined` says whether it had made the member).
+ */
+const askJoin = (
+  slot: Slot,
+  connection: DocumentActor.Connection,
+  activity: DocumentActor.Activity,
+  since: number | undefined,
+  asked: AskedJoin
+) =>
+  Effect.onInterrupt(
+    askSlot<DocumentActor.JoinOutcome>(slot, (reply) => ({
+      _tag: "Join",
+      connection,
+      activity,
+      since,
+      abandoned: () => asked.abandoned,
+      reply: (outcome) => {
+        if (outcome._tag === "Joined") asked.joined = true
+        reply(outcome)
+      }
+    })),
+    () => Effect.sync(() => {
+      asked.abandoned = true
+    })
+  )
 
 /** A member's leave (see `Joined`): the actor answers once it is no longer a member. */
 const leave = (slot: Slot, connection: DocumentActor.Connection): Effect.Effect<void> =>

@@ -479,7 +479,7 @@ export class SocketLifecycle implements FrameLimit {
       // Not needed past admission: not kept for the socket's life.
       self.credentials = undefined
       if (Either.isLeft(admission)) {
-        yield* logAnnotated(LogLevel.Info, { documentId, closeCode: admission.left.code }, "client refused", admission.left.message)
+        yield* logAnnotated(LogLevel.Info, { documentId, closeCode: admission.left.code, reason: admission.left.message }, "client refused")
         return open.close(admission.left.code, closeReason(admission.left.message))
       }
       // Shutdown began meanwhile: `finish` has run; do not load the document now.
@@ -491,7 +491,7 @@ export class SocketLifecycle implements FrameLimit {
         const message = refusal === "server"
           ? `too many connections: the server holds MAX_CONNECTIONS (${config.maxConnections}); retry later`
           : `too many connections: the document holds MAX_CONNECTIONS_PER_DOCUMENT (${config.maxConnectionsPerDocument}); retry later`
-        yield* logAnnotated(LogLevel.Warning, { documentId, closeCode: CloseCodes.TooManyConnections }, "client refused", message)
+        yield* logAnnotated(LogLevel.Warning, { documentId, closeCode: CloseCodes.TooManyConnections, reason: message }, "client refused")
         return open.close(CloseCodes.TooManyConnections, closeReason(message))
       }
       self.bucket = yield* makeTokenBucket({ perSecond: config.rateLimitPerSecond, burst: config.rateLimitBurst })
@@ -502,11 +502,13 @@ export class SocketLifecycle implements FrameLimit {
       self.annotations = { documentId, clientId: open.clientId, subject: principal.subject }
       switch (outcome._tag) {
         case "NotFound":
+          yield* logAnnotated(LogLevel.Info, { documentId, closeCode: CloseCodes.NotFound, reason: "document not found" }, "client refused")
           return open.close(CloseCodes.NotFound, "document not found")
         case "Deleted":
+          yield* logAnnotated(LogLevel.Info, { documentId, closeCode: CloseCodes.Gone, reason: "document deleted" }, "client refused")
           return open.close(CloseCodes.Gone, "document deleted")
         case "Failed":
-          yield* logAnnotated(LogLevel.Warning, self.annotations, "join failed", outcome.message)
+          yield* logAnnotated(LogLevel.Warning, { ...self.annotations, closeCode: CloseCodes.InternalError, reason: outcome.message }, "join failed")
           return open.close(CloseCodes.InternalError, "internal error; reconnect later")
         case "Joined":
           break

@@ -14,7 +14,7 @@ import {
   StorageError
 } from "../../src/Storage/DocumentStorage.js"
 import { layerMemorySequential } from "../support/TestStorage.js"
-import { appendPaths, delta, recordingConnection, registryLayer, wrapStorage } from "./support.js"
+import { appendPaths, delta, type RecordingConnection, recordingConnection, registryLayer, wrapStorage } from "./support.js"
 
 const createDocument = Effect.flatMap(DocumentStorage, (storage) => storage.create("doc")).pipe(
   Effect.map((document) => document.id)
@@ -420,25 +420,107 @@ describe("DocumentRegistry", () => {
       }
     }).pipe(Effect.scoped, Effect.provide(registryLayer())))
 
-  it.effect("a join interrupted while it waits for the actor leaves no member behind once the actor serves it", () => {
-    // The document takes 5 s to load: the join waits in the mailbox meanwhile.
-    const storage = wrapStorage((inner) => ({ get: (id, includeDeleted) => Effect.delay(inner.get(id, includeDeleted), Duration.seconds(5)) }))
-    return Effect.gen(function* () {
-      const registry = yield* DocumentRegistry
-      const id = yield* createDocument
-      const ghost = recordingConnection()
-      const joining = yield* Effect.fork(registry.enter(id, ghost, undefined))
-      yield* settle
-      // Interrupted in its wait (a server shutting down interrupts its connections' joins): its Join is queued.
-      const interrupted = yield* Effect.fork(Fiber.interrupt(joining))
-      yield* settle
-      yield* TestClock.adjust(Duration.seconds(5))
-      assert.isTrue(Exit.isInterrupted(yield* Fiber.join(interrupted)))
-      const b = recordingConnection()
-      yield* join(id, b)
-      assert.deepStrictEqual(b.of("state")[0]?.presence, [], "the interrupted join is not present")
-      assert.deepStrictEqual(ghost.of("presence_join"), [], "nor sent what members are")
-    }).pipe(Effect.scoped, Effect.provide(registryLayer({}, storage)))
+  describe("a join interrupted while it waits is abandoned: at once, leaving no member behind", () => {
+    // The document takes 5 s to load: joins wait meanwhile.
+    const slowLoad = wrapStorage((inner) => ({
+      get: (id, includeDeleted) => Effect.delay(inner.get(id, includeDeleted), Duration.seconds(5))
+    }))
+    /** Interrupts `joining` (a server shutting down interrupts its connections' joins; a host may time one out). */
+    const interruptAtOnce = (joining: Fiber.RuntimeFiber<unknown>) =>
+      Effect.gen(function* () {
+        const interrupted = yield* Effect.fork(Fiber.interrupt(joining))
+        yield* settle
+        assert.isTrue(Option.isSome(yield* Fiber.poll(interrupted)), "done before the document has loaded")
+        assert.isTrue(Exit.isInterrupted(yield* Fiber.join(interrupted)))
+      })
+    /** Once loaded: who a later joiner sees, and that the abandoned connection was sent nothing. */
+    const afterLoad = (id: DocumentId, ghost: RecordingConnection, present: ReadonlyArray<RecordingConnection>) =>
+      Effect.gen(function* () {
+        yield* TestClock.adjust(Duration.seconds(5))
+        yield* settle
+        const b = recordingConnection()
+        yield* join(id, b)
+        const presence = (b.of("state")[0]?.presence as Array<{ clientId: string }>).map((entry) => entry.clientId)
+        assert.deepStrictEqual(presence, present.map((member) => member.clientId), "the abandoned join is not present")
+        assert.deepStrictEqual(ghost.frames, [], "nor was it sent anything, its state included")
+      })
+
+    it.effect("its Join in the batch that waits for the load", () =>
+      Effect.gen(function* () {
+        const registry = yield* DocumentRegistry
+        const id = yield* createDocument
+        const ghost = recordingConnection()
+        const joining = yield* Effect.fork(registry.enter(id, ghost, undefined))
+        yield* settle
+        yield* interruptAtOnce(joining)
+        yield* afterLoad(id, ghost, [])
+      }).pipe(Effect.scoped, Effect.provide(registryLayer({}, slowLoad))))
+
+    it.effect("its Join queued behind another join in the mailbox; the other one is served", () =>
+      Effect.gen(function* () {
+        const registry = yield* DocumentRegistry
+        const id = yield* createDocument
+        const a = recordingConnection()
+        const ghost = recordingConnection()
+        const first = yield* Effect.fork(registry.enter(id, a, undefined))
+        yield* settle
+        const joining = yield* Effect.fork(registry.enter(id, ghost, undefined))
+        yield* settle
+        yield* interruptAtOnce(joining)
+        yield* afterLoad(id, ghost, [a])
+        assert.strictEqual((yield* Fiber.join(first))[0]._tag, "Joined")
+      }).pipe(Effect.scoped, Effect.provide(registryLayer({}, slowLoad))))
+
+    it.effect("interrupted as the actor serves its Join: the member it made leaves again", () =>
+      Effect.gen(function* () {
+        const registry = yield* DocumentRegistry
+        const id = yield* createDocument
+        const a = recordingConnection()
+        yield* join(id, a)
+        // Interrupted from inside the actor's serving of the Join (as its state is sent): the member is made and
+        // the reply given, but the joining fiber takes the interruption before the reply.
+        let joining: Fiber.RuntimeFiber<unknown> | undefined
+        const recorded = recordingConnection()
+        const ghost: RecordingConnection = {
+          ...recorded,
+          send: (frame) => {
+            recorded.send(frame)
+            if (joining !== undefined) Effect.runFork(Fiber.interrupt(joining))
+          }
+        }
+        joining = yield* Effect.fork(registry.enter(id, ghost, undefined))
+        assert.isTrue(Exit.isInterrupted(yield* Fiber.await(joining)))
+        assert.deepStrictEqual(ghost.of("state").length, 1, "served")
+        assert.deepStrictEqual(
+          a.of("presence_join").concat(a.of("presence_leave")).map((frame) => [frame.type, frame.clientId]),
+          [["presence_join", ghost.clientId], ["presence_leave", ghost.clientId]],
+          "made a member, then left"
+        )
+        const b = recordingConnection()
+        yield* join(id, b)
+        const presence = (b.of("state")[0]?.presence as Array<{ clientId: string }>).map((entry) => entry.clientId)
+        assert.deepStrictEqual(presence, [a.clientId])
+      }).pipe(Effect.scoped, Effect.provide(registryLayer())))
+
+    it.effect("its Join waiting for room in a full mailbox", () =>
+      Effect.gen(function* () {
+        const registry = yield* DocumentRegistry
+        const id = yield* createDocument
+        const a = recordingConnection()
+        const c = recordingConnection()
+        const ghost = recordingConnection()
+        const first = yield* Effect.fork(registry.enter(id, a, undefined))
+        yield* settle
+        // Fills the mailbox (capacity 1): the next join waits for room.
+        const second = yield* Effect.fork(registry.enter(id, c, undefined))
+        yield* settle
+        const joining = yield* Effect.fork(registry.enter(id, ghost, undefined))
+        yield* settle
+        yield* interruptAtOnce(joining)
+        yield* afterLoad(id, ghost, [a, c])
+        assert.strictEqual((yield* Fiber.join(first))[0]._tag, "Joined")
+        assert.strictEqual((yield* Fiber.join(second))[0]._tag, "Joined")
+      }).pipe(Effect.scoped, Effect.provide(registryLayer({ mailboxCapacity: 1 }, slowLoad))))
   })
 
   it.effect("enter's keep runs uninterruptibly before it returns: a join interrupted then still keeps and ends its membership", () =>

@@ -323,16 +323,22 @@ describe("WebSocket sync", () => {
       assert.deepInclude(left, { clientId: joined.clientId, reason: "disconnect" })
     }))
 
-  it.scoped("unknown documents close with 4404, deleted ones with 4410, and DELETE closes live sockets with 4410", () =>
+  it.scoped("unknown documents close with 4404, deleted ones with 4410, and DELETE closes live sockets with 4410; refusals are logged", () =>
     Effect.gen(function* () {
-      const url = yield* startServer()
+      const lines: Array<string> = []
+      const url = yield* startServer({ logLevel: LogLevel.Info }).pipe(Effect.provide(capture(lines)))
       assert.strictEqual((yield* (yield* connect(url, "no-such-doc")).closed).code, 4404)
+      const notFound = yield* loggedLine(lines, "client refused")
+      for (const part of ["documentId=no-such-doc", "closeCode=4404", "reason=document not found"]) assert.include(notFound, part)
       const id = yield* createDocument(url)
       const live = yield* connect(url, id)
       yield* live.take("state")
       assert.strictEqual((yield* request("DELETE", `${url}/api/v1/documents/${id}`)).status, 204)
       assert.strictEqual((yield* live.closed).code, 4410)
       assert.strictEqual((yield* (yield* connect(url, id)).closed).code, 4410)
+      const deleted = lines.filter((line) => line.startsWith("client refused") && line.includes(`documentId=${id}`))
+      assert.strictEqual(deleted.length, 1, lines.join("\n"))
+      for (const part of ["closeCode=4410", "reason=document deleted"]) assert.include(deleted[0], part)
     }))
 
   it.scoped("a reader that stops reading is closed with 4408 while the writer and other readers go on", () =>
@@ -541,6 +547,8 @@ describe("WebSocket sync", () => {
       const refused = yield* loggedLine(lines, "client refused")
       assert.include(refused, `closeCode=${CloseCodes.TooManyConnections}`)
       assert.include(refused, `documentId=${id}`)
+      // Why, as an annotation: a second message would print a second `message=` key in logfmt.
+      assert.match(refused, /^client refused (\S+=.* )?reason=too many connections: the document holds MAX_CONNECTIONS_PER_DOCUMENT/)
       assert.isFalse(lines.some((line) => line.includes("client joined")), lines.join("\n"))
     }))
 
