@@ -520,18 +520,22 @@ const makeSlot = (
       return true
     }
 
+    /** Answers commands no actor serves; a Leave among them still ends its membership (members outlive the actor). */
+    const unserved = (commands: ReadonlyArray<DocumentActor.Command>, answer: (command: DocumentActor.Command) => void) => {
+      for (const command of commands) {
+        if (command._tag === "Leave") members.delete(command.connection)
+        answer(command)
+      }
+    }
+
     const load = (commands: Array<DocumentActor.Command>) =>
       Effect.gen(function* () {
         const loaded = yield* DocumentActor.load(documentId, members, settings, deliver).pipe(Effect.exit)
         if (Exit.isFailure(loaded)) {
           yield* Effect.logError("document failed to load", loaded.cause)
-          for (const command of commands) DocumentActor.fail(command, "the document could not be loaded; retry")
-          return
+          return unserved(commands, (command) => DocumentActor.fail(command, "the document could not be loaded; retry"))
         }
-        if (Option.isNone(loaded.value)) {
-          for (const command of commands) DocumentActor.notFound(command)
-          return
-        }
+        if (Option.isNone(loaded.value)) return unserved(commands, DocumentActor.notFound)
         actor = loaded.value
         yield* run(commands)
       })

@@ -662,6 +662,30 @@ describe("DocumentRegistry", () => {
     }).pipe(Effect.scoped, Effect.provide(registryLayer({}, storage)))
   })
 
+  it.effect("a member that leaves while its crashed actor cannot be rebuilt is no member of the rebuilt one", () => {
+    let poisoned: string | undefined
+    let down = false
+    const storage = wrapStorage((inner) => ({
+      append: (id, updates) => (updates.some((u) => u.opId === poisoned) ? Effect.die("injected defect") : inner.append(id, updates)),
+      get: (id, includeDeleted) => (down ? Effect.fail(new StorageError({ operation: "get", cause: "down" })) : inner.get(id, includeDeleted))
+    }))
+    return Effect.gen(function* () {
+      const { id, a, b, membership } = yield* twoMembersOneLeaving
+      poisoned = "op-1"
+      assert.strictEqual((yield* update(id, "op-1"))._tag, "Failed", "the actor crashed: it is rebuilt on the next command")
+      // a's leave is that command, and the document cannot be read: the leave is answered all the same.
+      down = true
+      yield* Scope.close(membership, Exit.void)
+      down = false
+      const c = recordingConnection()
+      yield* join(id, c)
+      const presence = (c.of("state")[0]?.presence as Array<{ clientId: string }>).map((entry) => entry.clientId)
+      assert.deepStrictEqual(presence, [b.clientId], "a left")
+      assert.deepStrictEqual(b.of("presence_join").map((frame) => frame.clientId), [c.clientId])
+      assert.isFalse(a.of("presence_join").some((frame) => frame.clientId === c.clientId), "a is sent nothing more")
+    }).pipe(Effect.scoped, Effect.provide(registryLayer({}, storage)))
+  })
+
   it.effect("updates answered by supervision, by a failed lookup or for a missing document are counted once", () => {
     let failure: "defect" | "lookup" | undefined
     const storage = wrapStorage((inner) => ({
