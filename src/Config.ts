@@ -96,7 +96,7 @@ export const layer = (overrides: Partial<ServerConfigShape> = {}): Layer.Layer<S
 const int = (name: string, description: string, fallback: number, min: number, max = Number.MAX_SAFE_INTEGER) =>
   Config.integer(name).pipe(
     Config.validate({
-      message: `${name} must be an integer between ${min} and ${max}`,
+      message: max === Number.MAX_SAFE_INTEGER ? `${name} must be an integer of at least ${min}` : `${name} must be an integer between ${min} and ${max}`,
       validation: (n) => n >= min && n <= max
     }),
     Config.withDefault(fallback),
@@ -197,7 +197,8 @@ export const fromEnv: Config.Config<ServerConfigShape> = Config.all({
 export const layerFromEnv: Layer.Layer<ServerConfig, ConfigError.ConfigError> = Layer.effect(ServerConfig, fromEnv)
 
 export const formatConfigError = (error: ConfigError.ConfigError): string =>
-  `invalid configuration: ${String(error).replace(/\s+/g, " ").trim()}`
+  // A validation under `Config.option` has an empty path ("at :"): its message names the variable itself.
+  `invalid configuration: ${String(error).replace(/\s+/g, " ").replace(/ at : /g, ": ").trim()}`
 
 function capitalize<S extends string>(s: S): Capitalize<S> {
   return (s.charAt(0).toUpperCase() + s.slice(1)) as Capitalize<S>

@@ -2,7 +2,7 @@
  * Entry point: read the configuration from the environment, then run the server until SIGTERM/SIGINT.
  */
 import { NodeRuntime } from "@effect/platform-node"
-import { Cause, ConfigError, Console, Effect, Layer, Logger } from "effect"
+import { Cause, ConfigError, Console, Effect, Exit, Layer, Logger } from "effect"
 import { formatConfigError, fromEnv, type LogFormat, ServerConfig } from "./Config.js"
 import * as Server from "./Http/Server.js"
 import { layerFromConfig } from "./Storage/StorageLayer.js"
@@ -31,6 +31,13 @@ const main = Effect.flatMap(fromEnv, (config) =>
     // What stopped the server (storage that does not open, a port in use), in LOG_FORMAT like every other line
     // (runMain's own report, disabled below, would use Effect's default logger); whatever LOG_LEVEL says.
     Effect.tapErrorCause((cause) => (Cause.isInterruptedOnly(cause) ? Effect.void : Effect.logError("docsync stopped", cause))),
+    // After SIGTERM/SIGINT, the line that says shutdown is complete: every Layer released, the storage closed. (In
+    // `onExit`: an interrupted fiber runs no further effect of its own, its finalizers excepted.)
+    Effect.onExit((exit) =>
+      Exit.isFailure(exit) && Cause.isInterruptedOnly(exit.cause)
+        ? Effect.logInfo("docsync stopped: connections closed, storage closed").pipe(Logger.withMinimumLogLevel(config.logLevel))
+        : Effect.void
+    ),
     Effect.provide(logger(config.logFormat ?? "auto"))
   ))
 

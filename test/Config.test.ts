@@ -117,6 +117,14 @@ describe("Config.fromEnv", () => {
         assert.notInclude(message, "\n")
         assert.match(message, /^invalid configuration: /)
       }
+      // A range says its bounds, and a range with no upper bound says only its lower one.
+      assert.include(yield* failure({ PORT: "70000" }), "PORT must be an integer between 0 and 65535")
+      const unbounded = yield* failure({ SNAPSHOT_EVERY: "0" })
+      assert.include(unbounded, "SNAPSHOT_EVERY must be an integer of at least 1")
+      assert.notInclude(unbounded, String(Number.MAX_SAFE_INTEGER))
+      const emptySecret = yield* failure({ AUTH_SECRET: " " })
+      assert.include(emptySecret, "AUTH_SECRET must not be empty")
+      assert.notInclude(emptySecret, "at :", "no empty path")
     }))
 
   it("every variable the server reads is in .env.example and in the README's table", () => {

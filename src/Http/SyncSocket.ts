@@ -675,7 +675,7 @@ export const handshakeProblem = (headers: Readonly<Record<string, string | undef
     return "missing or invalid Sec-WebSocket-Key header"
   }
   const version = Number(headers["sec-websocket-version"])
-  if (version !== 13 && version !== 8) return "missing or invalid Sec-WebSocket-Version header (13 is supported)"
+  if (version !== 13 && version !== 8) return "missing or invalid Sec-WebSocket-Version header (13 is supported, and 8)"
   const protocols = headers["sec-websocket-protocol"]
   if (protocols !== undefined) {
     const names = protocols.split(",").map((name) => name.trim())

@@ -62,6 +62,8 @@ describe("main", () => {
       running.child.kill("SIGTERM")
       assert.strictEqual(yield* exitCode(running.child), 0, running.output())
       assert.include(running.output(), "HTTP server drained")
+      const lines = running.output().trim().split("\n")
+      assert.match(lines[lines.length - 1] ?? "", /level=INFO .*message="docsync stopped: connections closed, storage closed"/, "the last line")
       // Not on a terminal, LOG_FORMAT=auto writes logfmt: one line per event.
       for (const line of running.output().trim().split("\n")) assert.match(line, /^timestamp=\S+ level=[A-Z]+ fiber=#\d+ message=/)
     }), 60_000)
