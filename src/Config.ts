@@ -96,7 +96,9 @@ export const layer = (overrides: Partial<ServerConfigShape> = {}): Layer.Layer<S
 const int = (name: string, description: string, fallback: number, min: number, max = Number.MAX_SAFE_INTEGER) =>
   Config.integer(name).pipe(
     Config.validate({
-      message: max === Number.MAX_SAFE_INTEGER ? `${name} must be an integer of at least ${min}` : `${name} must be an integer between ${min} and ${max}`,
+      message: max === Number.MAX_SAFE_INTEGER
+        ? `${name} must be an integer of at least ${min} (and below 2^53)`
+        : `${name} must be an integer between ${min} and ${max}`,
       validation: (n) => n >= min && n <= max
     }),
     Config.withDefault(fallback),
@@ -198,7 +200,7 @@ export const layerFromEnv: Layer.Layer<ServerConfig, ConfigError.ConfigError> = 
 
 export const formatConfigError = (error: ConfigError.ConfigError): string =>
   // A validation under `Config.option` has an empty path ("at :"): its message names the variable itself.
-  `invalid configuration: ${String(error).replace(/\s+/g, " ").replace(/ at : /g, ": ").trim()}`
+  `invalid configuration: ${String(error).replace(/\s+/g, " ").replace(/\((Invalid data|Missing data) at : /g, "($1: ").trim()}`
 
 function capitalize<S extends string>(s: S): Capitalize<S> {
   return (s.charAt(0).toUpperCase() + s.slice(1)) as Capitalize<S>

@@ -148,8 +148,10 @@ export const make: Effect.Effect<DocumentRegistryShape, never, Scope.Scope | Ser
               })),
               (exit) => {
                 if (Exit.isSuccess(exit)) return exit.value[0]._tag === "Joined" ? Effect.void : documents.release(loaded)
-                // Interrupted while it waited: its Join is abandoned (the actor drops it rather than make a member
-                // nobody would leave for). If the actor had made the member already, a Leave after it takes it out.
+                // Interrupted (or dead) while it waited: its Join is abandoned, so the actor drops it rather than make
+                // a member nobody would leave for. If the actor had made the member already (it does that and sets
+                // `joined` in one synchronous step), a Leave after it takes it out.
+                asked.abandoned = true
                 if (!asked.joined) return documents.release(loaded)
                 return Effect.ensuring(leaveSlot(loaded.slot, connection), documents.release(loaded))
               }
@@ -388,8 +390,9 @@ interface AskedJoin {
 }
 
 /**
- * Asks the actor to join `connection`, with `activity` as its activity. Interrupted while it waits, the Join is
- * abandoned: an actor that has not served it yet drops it (`asked.joined` says whether it had made the member).
+ * Asks the actor to join `connection`, with `activity` as its activity. Once `asked.abandoned` is set (by `enter`,
+ * when its wait ends without an answer), an actor that has not served the Join drops it; `asked.joined` says
+ * whether it had made the member.
  */
 const askJoin = (
   slot: Slot,
@@ -398,22 +401,17 @@ const askJoin = (
   since: number | undefined,
   asked: AskedJoin
 ) =>
-  Effect.onInterrupt(
-    askSlot<DocumentActor.JoinOutcome>(slot, (reply) => ({
-      _tag: "Join",
-      connection,
-      activity,
-      since,
-      abandoned: () => asked.abandoned,
-      reply: (outcome) => {
-        if (outcome._tag === "Joined") asked.joined = true
-        reply(outcome)
-      }
-    })),
-    () => Effect.sync(() => {
-      asked.abandoned = true
-    })
-  )
+  askSlot<DocumentActor.JoinOutcome>(slot, (reply) => ({
+    _tag: "Join",
+    connection,
+    activity,
+    since,
+    abandoned: () => asked.abandoned,
+    reply: (outcome) => {
+      if (outcome._tag === "Joined") asked.joined = true
+      reply(outcome)
+    }
+  }))
 
 /** A member's leave (see `Joined`): the actor answers once it is no longer a member. */
 const leave = (slot: Slot, connection: DocumentActor.Connection): Effect.Effect<void> =>

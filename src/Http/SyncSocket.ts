@@ -502,10 +502,10 @@ export class SocketLifecycle implements FrameLimit {
       self.annotations = { documentId, clientId: open.clientId, subject: principal.subject }
       switch (outcome._tag) {
         case "NotFound":
-          yield* logAnnotated(LogLevel.Info, { documentId, closeCode: CloseCodes.NotFound, reason: "document not found" }, "client refused")
+          yield* logAnnotated(LogLevel.Info, { ...self.annotations, closeCode: CloseCodes.NotFound, reason: "document not found" }, "client refused")
           return open.close(CloseCodes.NotFound, "document not found")
         case "Deleted":
-          yield* logAnnotated(LogLevel.Info, { documentId, closeCode: CloseCodes.Gone, reason: "document deleted" }, "client refused")
+          yield* logAnnotated(LogLevel.Info, { ...self.annotations, closeCode: CloseCodes.Gone, reason: "document deleted" }, "client refused")
           return open.close(CloseCodes.Gone, "document deleted")
         case "Failed":
           yield* logAnnotated(LogLevel.Warning, { ...self.annotations, closeCode: CloseCodes.InternalError, reason: outcome.message }, "join failed")

@@ -471,6 +471,27 @@ describe("DocumentRegistry", () => {
         assert.strictEqual((yield* Fiber.join(first))[0]._tag, "Joined")
       }).pipe(Effect.scoped, Effect.provide(registryLayer({}, slowLoad))))
 
+    it.effect("its Join being served, while the actor reads the older updates of its state from storage", () => {
+      let slowReads = false
+      const slowRead = wrapStorage((inner) => ({
+        updatesAfter: (id, after, limit) =>
+          slowReads ? Effect.delay(inner.updatesAfter(id, after, limit), Duration.seconds(5)) : inner.updatesAfter(id, after, limit)
+      }))
+      return Effect.gen(function* () {
+        const registry = yield* DocumentRegistry
+        const id = yield* createDocument
+        for (const [n, opId] of ["op-1", "op-2"].entries()) yield* update(id, opId, n)
+        // No log tail in memory: a join's state is read from storage.
+        slowReads = true
+        const ghost = recordingConnection()
+        const joining = yield* Effect.fork(registry.enter(id, ghost, undefined))
+        yield* settle
+        slowReads = false
+        yield* interruptAtOnce(joining)
+        yield* afterLoad(id, ghost, [])
+      }).pipe(Effect.scoped, Effect.provide(registryLayer({ logTailBytes: 0 }, slowRead)))
+    })
+
     it.effect("interrupted as the actor serves its Join: the member it made leaves again", () =>
       Effect.gen(function* () {
         const registry = yield* DocumentRegistry
