@@ -425,6 +425,9 @@ describe("DocumentRegistry", () => {
     const slowLoad = wrapStorage((inner) => ({
       get: (id, includeDeleted) => Effect.delay(inner.get(id, includeDeleted), Duration.seconds(5))
     }))
+    /** Starts `connection`'s join and lets it run until it waits. */
+    const entering = (id: DocumentId, connection: RecordingConnection) =>
+      Effect.flatMap(DocumentRegistry, (registry) => Effect.zipLeft(Effect.fork(registry.enter(id, connection, undefined)), settle))
     /** Interrupts `joining` (a server shutting down interrupts its connections' joins; a host may time one out). */
     const interruptAtOnce = (joining: Fiber.RuntimeFiber<unknown>) =>
       Effect.gen(function* () {
@@ -447,25 +450,20 @@ describe("DocumentRegistry", () => {
 
     it.effect("its Join in the batch that waits for the load", () =>
       Effect.gen(function* () {
-        const registry = yield* DocumentRegistry
         const id = yield* createDocument
         const ghost = recordingConnection()
-        const joining = yield* Effect.fork(registry.enter(id, ghost, undefined))
-        yield* settle
+        const joining = yield* entering(id, ghost)
         yield* interruptAtOnce(joining)
         yield* afterLoad(id, ghost, [])
       }).pipe(Effect.scoped, Effect.provide(registryLayer({}, slowLoad))))
 
     it.effect("its Join queued behind another join in the mailbox; the other one is served", () =>
       Effect.gen(function* () {
-        const registry = yield* DocumentRegistry
         const id = yield* createDocument
         const a = recordingConnection()
         const ghost = recordingConnection()
-        const first = yield* Effect.fork(registry.enter(id, a, undefined))
-        yield* settle
-        const joining = yield* Effect.fork(registry.enter(id, ghost, undefined))
-        yield* settle
+        const first = yield* entering(id, a)
+        const joining = yield* entering(id, ghost)
         yield* interruptAtOnce(joining)
         yield* afterLoad(id, ghost, [a])
         assert.strictEqual((yield* Fiber.join(first))[0]._tag, "Joined")
@@ -478,14 +476,12 @@ describe("DocumentRegistry", () => {
           slowReads ? Effect.delay(inner.updatesAfter(id, after, limit), Duration.seconds(5)) : inner.updatesAfter(id, after, limit)
       }))
       return Effect.gen(function* () {
-        const registry = yield* DocumentRegistry
         const id = yield* createDocument
         for (const [n, opId] of ["op-1", "op-2"].entries()) yield* update(id, opId, n)
         // No log tail in memory: a join's state is read from storage.
         slowReads = true
         const ghost = recordingConnection()
-        const joining = yield* Effect.fork(registry.enter(id, ghost, undefined))
-        yield* settle
+        const joining = yield* entering(id, ghost)
         slowReads = false
         yield* interruptAtOnce(joining)
         yield* afterLoad(id, ghost, [])
@@ -525,18 +521,14 @@ describe("DocumentRegistry", () => {
 
     it.effect("its Join waiting for room in a full mailbox", () =>
       Effect.gen(function* () {
-        const registry = yield* DocumentRegistry
         const id = yield* createDocument
         const a = recordingConnection()
         const c = recordingConnection()
         const ghost = recordingConnection()
-        const first = yield* Effect.fork(registry.enter(id, a, undefined))
-        yield* settle
+        const first = yield* entering(id, a)
         // Fills the mailbox (capacity 1): the next join waits for room.
-        const second = yield* Effect.fork(registry.enter(id, c, undefined))
-        yield* settle
-        const joining = yield* Effect.fork(registry.enter(id, ghost, undefined))
-        yield* settle
+        const second = yield* entering(id, c)
+        const joining = yield* entering(id, ghost)
         yield* interruptAtOnce(joining)
         yield* afterLoad(id, ghost, [a, c])
         assert.strictEqual((yield* Fiber.join(first))[0]._tag, "Joined")
