@@ -101,7 +101,7 @@ export interface Join {
   readonly activity: Activity
   readonly since: number | undefined
   readonly reply: (outcome: JoinOutcome) => void
-  /** True once whoever asked stopped waiting (interrupted): the join is then dropped, neither made nor answered. */
+  /** True once whoever asked stopped waiting (an interrupted join): the join is then dropped, neither made nor answered. */
   readonly abandoned?: () => boolean
 }
 
