@@ -912,6 +912,19 @@ const outcomeTags: Record<UpdateOutcome["_tag"], Metrics.Tags> = {
   Failed: Metrics.tags({ outcome: "failed" })
 }
 
+/**
+ * Ends a membership whose leave no actor serves (it crashed, or the document could not be loaded): members outlive
+ * the actor, so the member is taken out here, and the others are told as the actor's own leave tells them.
+ */
+export const leaveUnserved = (members: Members, connection: Connection): void => {
+  const member = members.get(connection)
+  if (member === undefined) return
+  members.delete(connection)
+  if (member.idle) return
+  const frame = Buffer.from(presenceLeave(connection, "disconnect"))
+  for (const other of members.values()) other.connection.send(frame)
+}
+
 const presenceLeave = (connection: Connection, reason: "idle" | "disconnect"): string =>
   JSON.stringify({ type: "presence_leave", clientId: connection.clientId, actorId: connection.actorId, reason })
 

@@ -468,9 +468,9 @@ const makeSlot = (
       actor = Option.none()
       const failures: Array<unknown> = []
       for (const command of [...commands, ...waiting]) {
-        // Its leave is answered: it must not stay a member (members outlive the actor).
-        if (command._tag === "Leave") members.delete(command.connection)
         try {
+          // Its leave is answered: it must not stay a member (members outlive the actor).
+          if (command._tag === "Leave") DocumentActor.leaveUnserved(members, command.connection)
           DocumentActor.fail(command, "internal error; retry with the same opId")
         } catch (failure) {
           failures.push(failure)
@@ -521,7 +521,7 @@ const makeSlot = (
     /** Answers commands no actor serves; a Leave among them still ends its membership (members outlive the actor). */
     const unserved = (commands: ReadonlyArray<DocumentActor.Command>, answer: (command: DocumentActor.Command) => void) => {
       for (const command of commands) {
-        if (command._tag === "Leave") members.delete(command.connection)
+        if (command._tag === "Leave") DocumentActor.leaveUnserved(members, command.connection)
         answer(command)
       }
     }

@@ -697,6 +697,7 @@ describe("DocumentRegistry", () => {
       yield* join(id, c)
       const presence = (c.of("state")[0]?.presence as Array<{ clientId: string }>).map((entry) => entry.clientId)
       assert.deepStrictEqual(presence, [b.clientId], "a left")
+      assert.deepStrictEqual(b.of("presence_leave").map((frame) => [frame.clientId, frame.reason]), [[a.clientId, "disconnect"]], "b was told")
       assert.deepStrictEqual(b.of("presence_join").map((frame) => frame.clientId), [c.clientId])
       assert.isFalse(a.of("presence_join").some((frame) => frame.clientId === c.clientId), "a is sent nothing more")
     }).pipe(Effect.scoped, Effect.provide(registryLayer({}, storage)))
@@ -1252,6 +1253,7 @@ describe("DocumentRegistry", () => {
         poison(undefined)
         assert.deepStrictEqual(yield* storeNext(session, a, "op-2", 1), { _tag: "Stored", seq: 2 })
         assert.deepStrictEqual(b.of("remote_update").map((frame) => frame.seq), [1], "nothing after its leave")
+        assert.deepStrictEqual(a.of("presence_leave").map((frame) => frame.clientId), [b.clientId], "a was told b left")
       }).pipe(Effect.scoped, Effect.provide(registryLayer({}, layer)))
     })
 
