@@ -311,7 +311,6 @@ export const load = (
      * `join` reads from storage.
      */
     const joinNow = (command: Join): boolean => {
-      if (command.abandoned?.() === true) return true
       if (deleted) {
         command.reply({ _tag: "Deleted" })
         return true
